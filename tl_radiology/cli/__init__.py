@@ -1,0 +1,116 @@
+"""The ``tl-radiology`` command line: parses arguments and calls the package's public functions.
+
+Each subcommand lives in its own module ``tl_radiology/cli/_<name>.py`` exposing ``register(subparsers)``, which
+adds its parser and sets ``func`` (a function ``args -> int``) as a default. Command modules import heavy
+libraries (TensorFlow, Keras) inside ``func`` only, so ``tl-radiology --help`` stays fast.
+
+Exit statuses: 0 success; 1 a failure that is not the input's fault; 2 bad input (one line ``error: ...`` naming
+the file, row or option); 3 a refused opening of the sealed test set; 130 interrupted. ``--debug`` shows the
+traceback and TensorFlow's own logging.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import traceback
+
+__all__ = ["main", "build_parser"]
+
+# Order is the order of `tl-radiology --help`. A module missing here is simply not offered.
+_COMMAND_MODULES = (
+    "demo",
+    "recipes",
+    "backbones",
+    "split",
+    "run",
+    "search",
+    "evaluate",
+    "predict",
+    "explain",
+    "report",
+    "import_medmnist",
+    "weights",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser with every available subcommand."""
+    from tl_radiology import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="tl-radiology",
+        description=(
+            "Transfer learning on radiology images: DICOM/PNG/arrays in, ImageNet backbones adapted, "
+            "hyperparameters searched on validation, one honest evaluation on a sealed test set."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"tl-radiology {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks and TensorFlow's own logging")
+    common.add_argument("--quiet", action="store_true", help="no progress lines, only results and errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"tl_radiology.cli._{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"tl_radiology.cli._{name}":
+                continue
+            raise
+        module.register(sub, common)
+    return parser
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``tl-radiology`` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    from tl_radiology._progress import quiet_tensorflow, set_quiet
+
+    quiet_tensorflow(debug=debug)
+    if not debug:
+        os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed its message (usage errors exit 2).
+        return int(exc.code or 0)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    set_quiet(getattr(args, "quiet", False))
+    from tl_radiology._errors import TLRadiologyError
+
+    try:
+        return int(args.func(args) or 0)
+    except TLRadiologyError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except PermissionError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"error: permission denied: {exc.filename or exc}. Choose a path you can write to.", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, traceback only with --debug
+        if debug:
+            traceback.print_exc()
+        print(
+            f"error: unexpected {type(exc).__name__}: {_one_line(exc)} (run again with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
