@@ -1,1 +1,4 @@
 """(being written)"""
+from ._image import ImageData
+
+__all__ = ["ImageData"]
