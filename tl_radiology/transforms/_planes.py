@@ -17,13 +17,15 @@ __all__ = ["ExtractPlanes"]
 _CENTER_UNITS = ("voxel", "mm")
 
 
-def _finite_vector(value, length: int, what: str) -> np.ndarray:
+def _finite_vector(value, length: int, name: str, unit: str = "") -> np.ndarray:
     try:
         vec = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         vec = np.empty(0)
     if vec.shape != (length,) or not np.isfinite(vec).all():
-        raise InputError(f"ExtractPlanes: expected {what} to be {length} finite numbers. Received: {value!r}.")
+        raise InputError(
+            f"ExtractPlanes: expected {name} to be {length} finite numbers{unit}. Received: {name}={value!r}."
+        )
     return vec
 
 
@@ -57,8 +59,9 @@ class ExtractPlanes(Transform):
     - the point falls on pixel ``(size // 2, size // 2)`` of every patch, pixels are ``spacing_mm`` apart;
     - parts of a patch outside the volume are filled with ``fill``; by default the volume's minimum, which is air
       (or the scanner's padding value) for CT;
-    - the output keeps the volume's units (HU for CT): follow it with ``Window`` or ``MultiWindow``-like windowing
-      to get model input in [0, 1].
+    - the output keeps the volume's units (HU for CT): follow it with ``Window`` (which windows the three
+      channels alike) to get model input in [0, 1];
+    - a point outside the volume is refused rather than giving a patch of padding.
 
     The volume's ``meta["spacing"]`` gives the voxel size ``(z, y, x)`` in mm, as ``tl_radiology.io``'s series
     reader writes it. When ``meta["uneven_spacing"]`` is true and ``meta["slice_positions"]`` lists one position
@@ -72,7 +75,9 @@ class ExtractPlanes(Transform):
         center_units: how ``center`` is given: ``"voxel"`` (default), fractional indices ``(z, y, x)`` of the
             volume's array; or ``"mm"``, a patient coordinate ``(x, y, z)`` in mm in the DICOM patient frame
             (the frame of ImagePositionPatient), which needs ``meta["image_position"]`` (of the first slice,
-            index 0) and ``meta["image_orientation"]``.
+            index 0) and ``meta["image_orientation"]``. Slices are placed by ``meta["slice_positions"]`` when it
+            is there; otherwise they are taken to follow the slice normal (row x column direction cosines) at
+            ``spacing[0]`` mm steps.
 
     Raises:
         InputError: a size, spacing or fill that is not a valid number.
@@ -123,16 +128,16 @@ class ExtractPlanes(Transform):
                 "ExtractPlanes needs the voxel size: the volume has no meta['spacing'] (z, y, x) in mm; read it with "
                 "read_dicom_series or set it when building the ImageData."
             )
-        spacing = _finite_vector(meta["spacing"], 3, "meta['spacing'] (z, y, x) in mm")
+        spacing = _finite_vector(meta["spacing"], 3, "meta['spacing']", " (z, y, x) in mm")
         if (spacing <= 0).any():
             raise InputError(f"ExtractPlanes: expected meta['spacing'] > 0 mm. Received: {meta['spacing']!r}.")
         if isinstance(center, (str, bytes)) or not all(
             isinstance(c, numbers.Real) and not isinstance(c, bool) for c in np.ravel(np.asarray(center, object))
         ):
-            raise InputError(f"ExtractPlanes: expected center to be three numbers. Received: center={center!r}.")
+            raise InputError(f"ExtractPlanes: expected center to be 3 finite numbers. Received: center={center!r}.")
         point = _finite_vector(center, 3, "center")
 
-        slice_mm = self._slice_coordinates(meta, array.shape[0], spacing[0])
+        slice_mm = self._slice_coordinates(meta, array.shape[0])
         if self.center_units == "mm":
             index = self._patient_to_voxel(meta, point, array.shape[0], spacing)
         else:
@@ -146,7 +151,7 @@ class ExtractPlanes(Transform):
                 hint = "a point inside it, in the patient frame (x, y, z) mm of meta['image_position']"
             raise InputError(
                 f"ExtractPlanes: center {given} lies outside the volume of shape {format_shape(array.shape)} "
-                f"(z x y x x); give {hint}."
+                f"(slices x rows x columns); give {hint}."
             )
         index = np.clip(index, 0, upper)
 
@@ -154,25 +159,22 @@ class ExtractPlanes(Transform):
         z_rows = self._z_indices(index[0], offsets, spacing[0], slice_mm)
         y_rows = index[1] + offsets / spacing[1]
         x_cols = index[2] + offsets / spacing[2]
-        n = self.size
-        ones = np.ones((n, n))
         planes = (
-            (index[0] * ones, y_rows[:, None] * ones, x_cols[None, :] * ones),  # axial: rows y, columns x
-            (z_rows[:, None] * ones, index[1] * ones, x_cols[None, :] * ones),  # coronal: rows z, columns x
-            (z_rows[:, None] * ones, y_rows[None, :] * ones, index[2] * ones),  # sagittal: rows z, columns y
+            (index[0], y_rows[:, None], x_cols[None, :]),  # axial: rows along y, columns along x
+            (z_rows[:, None], index[1], x_cols[None, :]),  # coronal: rows along z, columns along x
+            (z_rows[:, None], y_rows[None, :], index[2]),  # sagittal: rows along z, columns along y
         )
         fill = float(array.min()) if self.fill is None else self.fill
-        out = np.empty((n, n, 3), dtype=np.float32)
-        for channel, coords in enumerate(planes):
-            out[..., channel] = map_coordinates(
-                array, np.stack(coords), order=1, mode="constant", cval=fill, output=np.float32
-            )
+        out = np.empty((self.size, self.size, 3), dtype=np.float32)
+        for channel, (z, y, x) in enumerate(planes):
+            coords = np.stack(np.broadcast_arrays(z, y, x, np.empty((self.size, self.size))))[:3]
+            out[..., channel] = map_coordinates(array, coords, order=1, mode="constant", cval=fill, output=np.float32)
         return out
 
     # -- geometry ---------------------------------------------------------------------------------------------
 
     @staticmethod
-    def _slice_coordinates(meta: dict, num_slices: int, spacing_z: float) -> np.ndarray | None:
+    def _slice_coordinates(meta: dict, num_slices: int) -> np.ndarray | None:
         """Increasing mm coordinates of the slices along z when the spacing is uneven; ``None`` when it is even."""
         positions = meta.get("slice_positions")
         if not meta.get("uneven_spacing") or positions is None or num_slices < 2:
