@@ -486,3 +486,25 @@ def test_docstring_examples_run(module):
     mod = importlib.import_module("tl_radiology.transforms" + module)
     result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_user_transform_of_the_same_name_does_not_replace_ours():
+    from tl_radiology.transforms._base import Transform
+
+    class Window(Transform):  # noqa: F811 - deliberately the same name as the toolkit's Window
+        def __init__(self, gain: float = 2.0):
+            self.gain = gain
+
+        def __call__(self, x):
+            return np.asarray(x, np.float32) * self.gain
+
+        def _params(self):
+            return {"gain": self.gain}
+
+    pipeline = Compose([Window(3.0), Resize(4)])
+    config = json.loads(json.dumps(pipeline.get_config()))
+    assert config["transforms"][0]["class"].endswith("test_transforms.test_a_user_transform_of_the_same_name_does_not_"
+                                                      "replace_ours.<locals>.Window")
+    np.testing.assert_array_equal(transform_from_config(config)(np.ones((4, 4))), np.full((4, 4), 3.0))
+    assert type(transform_from_config({"class": "Window", "center": 0, "width": 2})).__module__.startswith(
+        "tl_radiology.transforms")

@@ -26,14 +26,19 @@ _REGISTRY: dict[str, type] = {}
 class Transform:
     """Base of the toolkit's transforms: a config round trip and a readable ``repr``.
 
-    Subclasses store their canonical constructor arguments with ``_params()`` and implement ``__call__``. They
-    register themselves by class name, which is what ``transform_from_config`` looks up.
+    Subclasses return their canonical constructor arguments from ``_params()`` and implement ``__call__``. They
+    register themselves when defined, which is what ``transform_from_config`` looks up: the toolkit's transforms
+    by class name (``"Window"``), others by module and name (``"my_lab.transforms.Denoise"``).
     """
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        # The toolkit's own transforms are saved by bare class name; a user's subclass by module and name, so a
+        # class of the same name elsewhere never replaces one of ours when a saved recipe is rebuilt.
+        own = cls.__module__.startswith(__name__.rpartition(".")[0] + ".")
+        cls._config_name = cls.__name__ if own else f"{cls.__module__}.{cls.__qualname__}"
         if not cls.__name__.startswith("_"):
-            _REGISTRY[cls.__name__] = cls
+            _REGISTRY[cls._config_name] = cls
 
     def _params(self) -> dict[str, Any]:  # pragma: no cover - every concrete subclass overrides it
         raise NotImplementedError
@@ -44,7 +49,7 @@ class Transform:
         Returns:
             A new dict; ``transform_from_config(t.get_config())`` computes exactly what ``t`` computes.
         """
-        return {"class": type(self).__name__, **self._params()}
+        return {"class": type(self)._config_name, **self._params()}
 
     @classmethod
     def _from_params(cls, params: dict[str, Any]):

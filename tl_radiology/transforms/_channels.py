@@ -117,7 +117,8 @@ class StackChannels(Transform):
             raise InputError(f"StackChannels: expected atol_mm >= 0. Received: atol_mm={atol_mm!r}.")
         if not isinstance(check_geometry, bool):
             raise InputError(
-                f"StackChannels: expected check_geometry to be True or False. Received: check_geometry={check_geometry!r}."
+                f"StackChannels: expected check_geometry to be True or False. "
+                f"Received: check_geometry={check_geometry!r}."
             )
         self.check_geometry = check_geometry
 
