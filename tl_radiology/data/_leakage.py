@@ -1,0 +1,289 @@
+"""Leakage between splits: patients in two splits (an error), identical images across splits (reported)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .._errors import InputError, LeakageError, TLRadiologyError
+from .._options import look_up_option
+from .._progress import Progress
+from ._hashing import content_digest
+from ._manifest import RESERVED_COLUMNS, SPLITS, Manifest
+from ._split import _raise_patient_leak, _split_order, patients_in_several_splits
+
+__all__ = ["check_leakage", "LeakageReport", "DuplicateGroup", "infer_image_columns"]
+
+_MAX_SHOWN = 20
+
+
+@dataclass(frozen=True)
+class DuplicateGroup:
+    """Images with identical content found in more than one split.
+
+    Attributes:
+        kind: ``"byte"`` (same file bytes, sha256) or ``"pixel"`` (same decoded pixels, different bytes).
+        digest: the sha256 shared by the members (of the file, or of the decoded pixel array).
+        members: ``(split, case_id, column, path)`` for every image with that content, all splits included.
+    """
+
+    kind: str
+    digest: str
+    members: tuple[tuple[str, str, str, str], ...]
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The splits the identical images are in, in train/val/test order."""
+        return tuple(sorted({m[0] for m in self.members}, key=_split_order))
+
+    def describe(self, root=None) -> str:
+        """One line: ``train/a.png (train, C-...) = val/b.png (val, C-...)``; paths relative to ``root`` if given."""
+        return " = ".join(f"{_show(path, root)} ({split}, {case})" for split, case, _, path in self.members)
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "digest": self.digest,
+            "splits": list(self.splits),
+            "members": [dict(zip(("split", "case_id", "column", "path"), m)) for m in self.members],
+        }
+
+
+def _show(path, root) -> str:
+    if root is not None:
+        try:
+            return Path(path).relative_to(root).as_posix()
+        except ValueError:
+            pass
+    return str(path)
+
+
+@dataclass
+class LeakageReport:
+    """The result of :func:`check_leakage`.
+
+    A patient in two splits is never in a report: it raises :class:`~tl_radiology._errors.LeakageError`. What the
+    report holds are warnings a user should read: identical images in different splits (the same image filed
+    under two patients, or a duplicate in the source data), and files whose pixels could not be decoded.
+
+    Attributes:
+        num_cases: cases checked.
+        split_counts: cases per split.
+        byte_identical: groups of byte-identical images (sha256 of the file, or of a series folder's files)
+            spanning more than one split.
+        pixel_identical: groups of images with identical decoded pixels but different bytes, spanning more than
+            one split (for example one image saved twice with different headers).
+        unreadable: ``(path, reason)`` for images the pixel check could not decode.
+        pixels_checked: whether decoded pixels were compared (``pixels=True``).
+        root: folder that paths are shown relative to.
+
+    Example:
+        >>> report = check_leakage(split_cases)  # doctest: +SKIP
+        >>> print(report.format())  # doctest: +SKIP
+    """
+
+    num_cases: int
+    split_counts: dict
+    byte_identical: list = field(default_factory=list)
+    pixel_identical: list = field(default_factory=list)
+    unreadable: list = field(default_factory=list)
+    pixels_checked: bool = True
+    root: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when no identical images cross splits and every image could be checked."""
+        return not (self.byte_identical or self.pixel_identical or self.unreadable)
+
+    @property
+    def duplicate_groups(self) -> list:
+        """Byte-identical then pixel-identical groups."""
+        return [*self.byte_identical, *self.pixel_identical]
+
+    def to_dict(self) -> dict:
+        """A JSON-able summary (paths as given in the case table)."""
+        return {
+            "num_cases": self.num_cases,
+            "split_counts": dict(self.split_counts),
+            "patients_in_several_splits": 0,
+            "pixels_checked": self.pixels_checked,
+            "byte_identical": [g.to_dict() for g in self.byte_identical],
+            "pixel_identical": [g.to_dict() for g in self.pixel_identical],
+            "unreadable": [{"path": p, "reason": r} for p, r in self.unreadable],
+        }
+
+    def format(self, root=None) -> str:
+        """The report as text lines, for a terminal; paths relative to ``root`` (default :attr:`root`)."""
+        root = self.root if root is None else root
+        counts = ", ".join(f"{k} {v}" for k, v in self.split_counts.items())
+        lines = [f"Leakage check: {self.num_cases} cases ({counts}); no patient is in two splits."]
+        for title, groups in (
+            ("Byte-identical images in different splits", self.byte_identical),
+            ("Pixel-identical images in different splits (different file bytes)", self.pixel_identical),
+        ):
+            if title.startswith("Pixel") and not self.pixels_checked:
+                lines.append("Pixel-identical images: not checked (pixels=False / --no-pixel-check).")
+                continue
+            if not groups:
+                lines.append(f"{title}: none.")
+                continue
+            lines.append(f"{title}: {len(groups)} group(s) (warning: the same image is in more than one split)")
+            lines.extend(f"  {g.describe(root)}" for g in groups[:_MAX_SHOWN])
+            if len(groups) > _MAX_SHOWN:
+                lines.append(f"  ... and {len(groups) - _MAX_SHOWN} more")
+        if self.unreadable:
+            lines.append(f"Images whose pixels could not be decoded (pixel check skipped): {len(self.unreadable)}")
+            lines.extend(f"  {_show(p, root)}: {r}" for p, r in self.unreadable[:_MAX_SHOWN])
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+def _ordered(members) -> tuple:
+    return tuple(sorted(members, key=lambda e: (_split_order(e[0]), e[3], e[2])))
+
+
+def infer_image_columns(cases: pd.DataFrame) -> tuple[str, ...]:
+    """Guess the image columns of a case table: non-reserved columns holding absolute paths that exist."""
+    found = []
+    for col in cases.columns:
+        if col in RESERVED_COLUMNS or len(cases) == 0:
+            continue
+        sample = cases[col].head(5).tolist()
+        if all(isinstance(v, str) and os.path.isabs(v) and os.path.exists(v) for v in sample):
+            found.append(col)
+    return tuple(found)
+
+
+def check_leakage(
+    cases,
+    *,
+    image_columns=None,
+    pixels: bool = True,
+    duplicates: str = "warn",
+    group: str = "patient",
+    root=None,
+) -> LeakageReport:
+    """Check a split case table for leakage between train, val and test.
+
+    1. A patient (``group`` column) with cases in two splits raises :class:`LeakageError` naming the patient
+       pseudonym, the splits and the manifest lines.
+    2. Byte-identical images (sha256 of each file; for a series folder, of its files) in different splits are
+       reported by file name and split.
+    3. With ``pixels=True``, images are decoded with :func:`tl_radiology.io.read_image` and images with identical
+       pixels but different bytes (a re-saved copy, another header) in different splits are reported too.
+
+    Identical images are warnings in the report (``duplicates="warn"``, the default) or raise
+    :class:`LeakageError` (``duplicates="error"``).
+
+    Args:
+        cases: a :class:`Manifest` with a split column, or a case table with a ``split`` column (not modified).
+        image_columns: the columns holding image paths; default the manifest's, else inferred (columns of
+            absolute paths that exist).
+        pixels: also compare decoded pixels (reads every distinct file once).
+        duplicates: ``"warn"`` or ``"error"``.
+        group: the patient column.
+        root: folder to show paths relative to (default the manifest's folder).
+
+    Returns:
+        A :class:`LeakageReport`.
+
+    Raises:
+        LeakageError: a patient in two splits; identical images across splits with ``duplicates="error"``.
+        InputError: no ``split`` column, or no image column found.
+
+    Example:
+        >>> report = check_leakage(make_split(manifest))  # doctest: +SKIP
+        >>> [g.describe() for g in report.byte_identical]  # doctest: +SKIP
+    """
+    duplicates = look_up_option(duplicates, ("warn", "error"), what="value for duplicates")
+    if isinstance(cases, Manifest):
+        image_columns = image_columns or cases.image_columns
+        root = cases.root if root is None else root
+        frame = cases.cases
+    elif isinstance(cases, pd.DataFrame):
+        frame = cases
+    else:
+        raise InputError(f"Expected a Manifest or a case DataFrame. Received: {type(cases).__name__}.")
+    if "split" not in frame.columns:
+        raise InputError(
+            "The cases have no 'split' column, so there is nothing to check between splits. Make a split first "
+            "(make_split or `tl-radiology split`)."
+        )
+    if image_columns is None:
+        image_columns = frame.attrs.get("image_columns") or infer_image_columns(frame)
+    image_columns = (image_columns,) if isinstance(image_columns, str) else tuple(image_columns)
+    missing = [c for c in image_columns if c not in frame.columns]
+    if not image_columns or missing:
+        raise InputError(
+            f"No image column {missing or ''} in the cases (columns: {', '.join(map(str, frame.columns))}). "
+            "Pass image_columns=."
+        )
+    if group in frame.columns:
+        leaks = patients_in_several_splits(frame, group)
+        if leaks:
+            _raise_patient_leak(leaks, "Leakage check")
+
+    split_counts = {s: int((frame["split"] == s).sum()) for s in SPLITS if (frame["split"] == s).any()}
+    entries = []  # (split, case_id, column, path)
+    for split, case_id, *paths in frame[["split", "case_id", *image_columns]].itertuples(index=False):
+        for col, path in zip(image_columns, paths):
+            entries.append((str(split), str(case_id), col, str(path)))
+
+    by_byte = defaultdict(list)
+    with Progress(len(entries), "hashing image files") as bar:
+        for entry in entries:
+            by_byte[content_digest(entry[3])].append(entry)
+            bar.update()
+    byte_groups = [DuplicateGroup("byte", d, _ordered(m)) for d, m in by_byte.items() if len({e[0] for e in m}) > 1]
+
+    pixel_groups, unreadable = [], []
+    if pixels:
+        from tl_radiology.io import read_image
+
+        by_pixel = defaultdict(list)
+        with Progress(len(by_byte), "hashing decoded pixels") as bar:
+            for digest, members in by_byte.items():
+                path = members[0][3]
+                try:
+                    array = np.ascontiguousarray(read_image(path).array)
+                except (TLRadiologyError, OSError, ValueError) as exc:
+                    unreadable.append((path, " ".join(str(exc).split())))
+                else:
+                    h = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode("ascii"))
+                    h.update(array.tobytes())
+                    by_pixel[h.hexdigest()].append(digest)
+                bar.update()
+        for digest, byte_digests in by_pixel.items():
+            if len(byte_digests) < 2:
+                continue
+            members = _ordered([m for d in byte_digests for m in by_byte[d]])
+            if len({m[0] for m in members}) > 1:
+                pixel_groups.append(DuplicateGroup("pixel", digest, members))
+
+    order = lambda g: (g.splits, g.members[0][3])  # noqa: E731 - stable, readable order
+    report = LeakageReport(
+        num_cases=len(frame),
+        split_counts=split_counts,
+        byte_identical=sorted(byte_groups, key=order),
+        pixel_identical=sorted(pixel_groups, key=order),
+        unreadable=unreadable,
+        pixels_checked=bool(pixels),
+        root=Path(root) if root is not None else None,
+    )
+    if duplicates == "error" and report.duplicate_groups:
+        groups = report.duplicate_groups
+        shown = "; ".join(f"{g.kind}-identical: {g.describe(report.root)}" for g in groups[:5])
+        more = f"; and {len(groups) - 5} more" if len(groups) > 5 else ""
+        raise LeakageError(
+            f"{len(groups)} group(s) of identical images are in more than one split: {shown}{more}. Remove the "
+            "duplicates from the manifest (or put them in one split), or accept them with duplicates='warn'."
+        )
+    return report

@@ -1,0 +1,674 @@
+"""The run directory's split files and the sealed test set.
+
+Files (all written atomically, while holding the run-directory lock):
+
+* ``splits.csv``: the run's case table: ``case_id``, ``patient`` (pseudonyms), ``label``, ``split``, one absolute
+  path column per image column, ``row`` (manifest line), then the manifest's other columns. No raw patient id.
+* ``split.json``: how the split was made (manifest, fractions, seed, method), the task, classes and image
+  columns, the counts and the leakage report. Training and search read this, never ``test.lock``.
+* ``test.lock``: the seal. When it was sealed, the hash algorithm, and for each test case its label and the
+  sha256 of each of its files (for a series folder, of every file in it).
+* ``audit.log``: JSON lines, appended and fsynced: ``sealed`` / ``resealed`` (with counts), then every attempt
+  to open the test set: ``opened``, ``reopened`` (with the reason), ``refused``, ``seal_broken``,
+  ``interrupted`` (an opening never followed by a completed evaluation) and ``evaluated``.
+
+The seal's life: the split seals the test set; :meth:`SealedTestSet.open` checks the seal and records the opening;
+the evaluation writes its result and calls :meth:`SealedTestSet.mark_completed`, which is what uses the test set
+up. A second opening after a completed evaluation is refused (exit status 3) unless a reason is given. An opening
+that was never completed (the evaluation was killed) is found by the next opening and recorded as
+``interrupted``; it does not use the seal up, but it stays visible in the log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import socket
+import uuid
+import warnings
+from datetime import datetime, timezone
+from io import StringIO
+from pathlib import Path
+
+import pandas as pd
+
+from .._atomic import RunLock, append_line, atomic_write_json, atomic_write_text
+from .._errors import InputError, RunDirBusyError, RunDirError, SealBrokenError, SealError
+from .._options import look_up_option
+from ._hashing import image_files, sha256_file
+from ._leakage import LeakageReport, check_leakage
+from ._manifest import SPLITS, Manifest, class_sort_key
+from ._split import split_cases
+
+__all__ = ["RunDir", "SealedTestSet", "SplitResult"]
+
+_FORMAT = 1
+_HASH = "sha256"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@contextlib.contextmanager
+def _run_lock(path: Path, command: str):
+    """Hold the run-directory lock, unless this very process already holds it (evaluate opens the seal while
+    holding its own lock; a second flock from the same process would refuse itself)."""
+    lock = RunLock(path, command)
+    held_by_us = False
+    try:
+        lock.acquire()
+    except RunDirBusyError:
+        try:
+            holder = (Path(path) / ".lock").read_text(encoding="utf-8")
+        except OSError:
+            holder = ""
+        if not holder.startswith(f"pid {os.getpid()} on {socket.gethostname()},"):
+            raise
+        held_by_us = True
+    try:
+        yield
+    finally:
+        if not held_by_us:
+            lock.release()
+
+
+class SplitResult:
+    """What :meth:`RunDir.create_split` did.
+
+    Attributes:
+        state: ``"created"`` (a new split and seal), ``"unchanged"`` (the run directory already held this exact
+            split and seal; nothing was written), or ``"resealed"`` (``force=True`` replaced a different split).
+        leakage: the :class:`LeakageReport`.
+        summary: cases, patients and cases per class for each split (see :meth:`RunDir.split_summary`).
+        method: how the split was made.
+    """
+
+    def __init__(self, state, leakage, summary, method):
+        self.state = state
+        self.leakage = leakage
+        self.summary = summary
+        self.method = method
+
+    def __repr__(self) -> str:
+        return f"SplitResult(state={self.state!r}, cases={int(self.summary.loc['all', 'cases'])})"
+
+
+class RunDir:
+    """A run directory (``--out DIR``): the split, the seal and the audit log; later parts add their files.
+
+    Args:
+        path: the folder (created by :meth:`create_split` if needed).
+
+    Example:
+        >>> run = RunDir("runs/pneumonia")  # doctest: +SKIP
+        >>> result = run.create_split(Manifest.from_csv("data/manifest.csv"), val=0.15, test=0.15, seed=0)
+        ... # doctest: +SKIP
+        >>> train = run.cases("train")  # doctest: +SKIP
+        >>> run.cases("test")  # doctest: +SKIP
+        Traceback (most recent call last):
+        SealError: The test split is sealed ...
+    """
+
+    SPLITS_CSV = "splits.csv"
+    SPLIT_JSON = "split.json"
+    TEST_LOCK = "test.lock"
+    AUDIT_LOG = "audit.log"
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    # --------------------------------------------------------------------------------------------------- files
+    @property
+    def splits_csv(self) -> Path:
+        return self.path / self.SPLITS_CSV
+
+    @property
+    def split_json(self) -> Path:
+        return self.path / self.SPLIT_JSON
+
+    @property
+    def test_lock(self) -> Path:
+        return self.path / self.TEST_LOCK
+
+    @property
+    def audit_log(self) -> Path:
+        return self.path / self.AUDIT_LOG
+
+    def has_split(self) -> bool:
+        """Whether the run directory holds a sealed split (``test.lock`` is written last, so it marks one)."""
+        return self.test_lock.is_file()
+
+    def audit_events(self) -> list[dict]:
+        """The events of ``audit.log``, oldest first (an unreadable line is returned as ``{"event": "corrupt"}``)."""
+        if not self.audit_log.is_file():
+            return []
+        events = []
+        for line in self.audit_log.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                events.append({"event": "corrupt", "line": line[:200]})
+        return events
+
+    def _audit(self, event: str, **fields) -> dict:
+        record = {"time": _now(), "event": event, **fields, "pid": os.getpid(), "user": _user()}
+        append_line(self.audit_log, json.dumps(record, default=str))
+        return record
+
+    @property
+    def info(self) -> dict:
+        """The contents of ``split.json`` (task, classes, image columns, fractions, seed, method, counts)."""
+        return _read_json(self.split_json, "split.json", self.path)
+
+    # --------------------------------------------------------------------------------------------- the split
+    def create_split(
+        self,
+        manifest: Manifest,
+        *,
+        val: float = 0.15,
+        test: float = 0.15,
+        seed: int = 0,
+        group: str | None = "patient",
+        stratify: str | None = "label",
+        resplit: bool = False,
+        force: bool = False,
+        pixels: bool = True,
+        duplicates: str = "warn",
+        id_map=None,
+    ) -> SplitResult:
+        """Split the manifest's cases, check for leakage and seal the test set in this run directory.
+
+        The manifest's own ``split`` column is honoured unless ``resplit=True``; otherwise the split is made by
+        :func:`make_split` (patient-level, stratified, seeded). Then :func:`check_leakage` runs, and
+        ``splits.csv``, ``split.json``, ``test.lock`` (last) are written atomically and a ``sealed`` event is
+        appended to ``audit.log``, all while holding the run-directory lock.
+
+        Running it again on a run directory that already has a split: if the new split and seal are identical
+        (same cases, splits, labels and test-file hashes) nothing is written (``state="unchanged"``). If they
+        differ it is refused, naming what differs, because re-splitting re-seals the test set; ``force=True``
+        replaces the split with a warning and a ``resealed`` event in ``audit.log``.
+
+        Args:
+            manifest: the validated :class:`Manifest`.
+            val, test, seed, group, stratify: as in :func:`make_split`.
+            resplit: make a new split even if the manifest has a split column.
+            force: replace a different existing split (re-seals the test set).
+            pixels, duplicates: as in :func:`check_leakage`.
+            id_map: if given, a CSV path where the pseudonym -> raw patient id table is written. It must be
+                outside the run directory (run directories are meant to be shared; the id map must not be).
+
+        Returns:
+            A :class:`SplitResult`.
+
+        Raises:
+            InputError: bad fractions or columns (see :func:`make_split`), an id map inside the run directory.
+            LeakageError: a patient in two splits, or identical images across splits with
+                ``duplicates="error"``.
+            RunDirError: a different split is already sealed here and ``force`` is not set.
+            RunDirBusyError: another command is writing to this run directory.
+
+        Example:
+            >>> RunDir("runs/a").create_split(manifest, seed=1).summary  # doctest: +SKIP
+        """
+        if not isinstance(manifest, Manifest):
+            raise InputError(f"create_split expects a Manifest. Received: {type(manifest).__name__}.")
+        if id_map is not None:
+            id_map = Path(id_map)
+            target = Path(os.path.normpath(id_map.absolute()))
+            run = Path(os.path.normpath(self.path.absolute()))
+            if target == run or run in target.parents:
+                raise InputError(
+                    f"--write-id-map {id_map} is inside the run directory {self.path}; the id map holds raw "
+                    "patient ids and run directories are meant to be shared. Write it outside, e.g. "
+                    f"{run.parent / 'id_map.csv'}."
+                )
+        frame, method = split_cases(manifest, val=val, test=test, seed=seed, group=group, stratify=stratify,
+                                    existing="replace" if resplit else "honour")
+        report = check_leakage(frame, image_columns=manifest.image_columns, pixels=pixels, duplicates=duplicates,
+                               root=manifest.root)
+        columns = ["case_id", "patient", "label", "split", *manifest.image_columns, "row"]
+        columns += [c for c in frame.columns if c not in columns]
+        table = frame[columns]
+        splits_text = table.to_csv(index=False, lineterminator="\n")
+        lock = {
+            "format": _FORMAT,
+            "sealed_at": None,
+            "hash_algorithm": _HASH,
+            "split_method": method,
+            "image_columns": list(manifest.image_columns),
+            "num_test_cases": int((table["split"] == "test").sum()),
+            "cases": _seal_entries(table[table["split"] == "test"], manifest.image_columns),
+        }
+        summary = _summary(table, manifest.task, manifest.classes)
+        info = {
+            "format": _FORMAT,
+            "created_at": None,
+            "manifest": manifest.source,
+            "manifest_root": str(manifest.root),
+            "task": manifest.task,
+            "classes": list(manifest.classes),
+            "label_columns": list(manifest.label_columns),
+            "image_columns": list(manifest.image_columns),
+            "val": float(val),
+            "test": float(test),
+            "seed": int(seed),
+            "group": group,
+            "stratify": stratify,
+            "split_method": method,
+            "counts": {s: int((table["split"] == s).sum()) for s in SPLITS},
+            "leakage": report.to_dict(),
+        }
+        with _run_lock(self.path, "split"):
+            state = "created"
+            previous = None
+            if self.has_split():
+                previous = _read_json(self.test_lock, "test.lock", self.path)
+                old_text = self.splits_csv.read_text(encoding="utf-8") if self.splits_csv.is_file() else ""
+                if old_text == splits_text and previous.get("cases") == lock["cases"]:
+                    if id_map is not None:
+                        manifest.write_id_map(id_map)
+                    return SplitResult("unchanged", report, summary, previous.get("split_method", method))
+                differences = _describe_differences(old_text, table, previous, lock)
+                if not force:
+                    raise RunDirError(
+                        f"Run directory {self.path} already has a sealed split (sealed {previous.get('sealed_at')})"
+                        f" and the new one differs: {differences}. Re-splitting would re-seal the test set. Use "
+                        "a new --out folder, or pass --force to replace the split and re-seal (recorded in "
+                        "audit.log)."
+                    )
+                warnings.warn(
+                    f"Replacing the sealed split of {self.path} ({differences}); the test set is re-sealed and "
+                    "any earlier evaluation in this folder no longer matches it.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                state = "resealed"
+            now = _now()
+            lock["sealed_at"] = now
+            info["created_at"] = now
+            atomic_write_text(self.splits_csv, splits_text)
+            atomic_write_json(self.split_json, info)
+            atomic_write_json(self.test_lock, lock)
+            counts = {s: int((table["split"] == s).sum()) for s in SPLITS}
+            fields = {
+                "num_cases": len(table),
+                "counts": counts,
+                "num_patients": int(table["patient"].nunique()),
+                "test_lock_sha256": sha256_file(self.test_lock),
+                "split_method": method,
+                "duplicate_groups": len(report.duplicate_groups),
+            }
+            if state == "resealed":
+                fields["previous_sealed_at"] = previous.get("sealed_at")
+                fields["previous_openings"] = sum(
+                    1 for e in self.audit_events() if e.get("event") in ("opened", "reopened"))
+            self._audit(state if state == "resealed" else "sealed", **fields)
+            if id_map is not None:
+                manifest.write_id_map(id_map)
+        return SplitResult(state, report, summary, method)
+
+    # ------------------------------------------------------------------------------------------- reading back
+    def _table(self) -> pd.DataFrame:
+        if not self.splits_csv.is_file():
+            raise RunDirError(
+                f"Run directory {self.path} has no splits.csv. Make the split first: "
+                f"tl-radiology split MANIFEST --out {self.path}"
+            )
+        table = _read_table(self.splits_csv.read_text(encoding="utf-8"))
+        task = self.info.get("task") if self.split_json.is_file() else None
+        if task == "regression":
+            table["label"] = table["label"].astype(float)
+        return table
+
+    def cases(self, split: str) -> pd.DataFrame:
+        """The ``train`` or ``val`` cases of this run (a new DataFrame; ``test`` is refused).
+
+        Args:
+            split: ``"train"`` or ``"val"``.
+
+        Returns:
+            The rows of ``splits.csv`` for that split (labels as text, or floats for regression; ``row`` int).
+
+        Raises:
+            SealError: for ``"test"``: the sealed test set is opened only by ``tl-radiology evaluate``
+                (:meth:`SealedTestSet.open`), so training, search and model selection never see it.
+            OptionError: an unknown split name.
+
+        Example:
+            >>> val = RunDir("runs/a").cases("val")  # doctest: +SKIP
+        """
+        split = look_up_option(split, SPLITS, what="split")
+        if split == "test":
+            raise SealError(
+                f"The test split of {self.path} is sealed: RunDir.cases('test') is refused so that training, "
+                f"search and model selection never see it. Evaluate once with `tl-radiology evaluate "
+                f"{self.path}` (in code: RunDir.sealed_test().open(purpose))."
+            )
+        table = self._table()
+        return table[table["split"] == split].reset_index(drop=True)
+
+    def split_summary(self) -> pd.DataFrame:
+        """Cases, patients and cases per class (per label for multilabel; mean for regression) in each split.
+
+        Counts of the test split are aggregates only; no test case is exposed.
+
+        Example:
+            >>> print(RunDir("runs/a").split_summary())  # doctest: +SKIP
+        """
+        info = self.info
+        return _summary(self._table(), info.get("task"), info.get("classes", []))
+
+    def sealed_test(self) -> "SealedTestSet":
+        """The sealed test set of this run (nothing is opened until :meth:`SealedTestSet.open`).
+
+        Raises:
+            RunDirError: the run directory has no ``test.lock``.
+        """
+        if not self.has_split():
+            raise RunDirError(
+                f"Run directory {self.path} has no sealed test set (no test.lock). Make the split first: "
+                f"tl-radiology split MANIFEST --out {self.path}"
+            )
+        return SealedTestSet(self)
+
+
+class SealedTestSet:
+    """The sealed test set of a run: opened once, by the final evaluation, with every opening recorded.
+
+    Get it from :meth:`RunDir.sealed_test`. Only ``tl-radiology evaluate`` should call :meth:`open`.
+
+    Attributes:
+        run_dir: the :class:`RunDir`.
+        opening_id: the id of this object's opening (after :meth:`open`), as written in ``audit.log``.
+        reused: whether this opening follows a completed evaluation (a re-opening with a reason); results must
+            be marked as coming from a reused test set.
+        interrupted: openings found never completed when this one was made (recorded as ``interrupted``).
+
+    Example:
+        >>> sealed = RunDir("runs/a").sealed_test()  # doctest: +SKIP
+        >>> test_cases = sealed.open("final evaluation")  # doctest: +SKIP
+        >>> # ... evaluate, write final_test.json atomically ...
+        >>> sealed.mark_completed("runs/a/final_test.json")  # doctest: +SKIP
+    """
+
+    def __init__(self, run_dir: RunDir):
+        self.run_dir = run_dir
+        self.opening_id = None
+        self.reused = False
+        self.interrupted = []
+        self._completed = False
+
+    @property
+    def sealed_at(self) -> str:
+        """When the test set was sealed (ISO 8601, UTC)."""
+        return _read_json(self.run_dir.test_lock, "test.lock", self.run_dir.path).get("sealed_at")
+
+    def history(self) -> list[dict]:
+        """The audit-log events about this test set (sealing, openings, refusals, completions)."""
+        return self.run_dir.audit_events()
+
+    def completed_evaluations(self) -> list[dict]:
+        """The ``evaluated`` events: evaluations that finished on this test set."""
+        return [e for e in self.history() if e.get("event") == "evaluated"]
+
+    def open(self, purpose: str, *, reopen_reason: str | None = None) -> pd.DataFrame:
+        """Check the seal, record the opening in ``audit.log`` and return the test cases.
+
+        Steps, while holding the run-directory lock: earlier openings never completed are recorded as
+        ``interrupted``; if an evaluation already completed, the opening is refused (``refused`` event) unless
+        ``reopen_reason`` is given (``reopened`` event with the reason, :attr:`reused` set); every test file's
+        sha256 and every test label in ``splits.csv`` are checked against ``test.lock`` (``seal_broken`` event
+        and :class:`SealBrokenError` on any difference); then an ``opened`` event is written.
+
+        Args:
+            purpose: what the opening is for (recorded), e.g. ``"final evaluation"``.
+            reopen_reason: why a test set already used by a completed evaluation is opened again (recorded;
+                the results are then from a reused test set).
+
+        Returns:
+            The test cases (rows of ``splits.csv`` with ``split == "test"``).
+
+        Raises:
+            SealError: an evaluation already completed and no reason was given (exit status 3); the message
+                says when and how to re-open.
+            SealBrokenError: a test file or label changed, a file is missing, or the test cases differ from the
+                seal; the message names the cases and files.
+            InputError: an empty purpose or reason.
+
+        Example:
+            >>> cases = RunDir("runs/a").sealed_test().open("final evaluation")  # doctest: +SKIP
+        """
+        if not str(purpose or "").strip():
+            raise InputError("Opening the sealed test set needs a purpose (recorded in audit.log), e.g. "
+                             "'final evaluation'.")
+        if reopen_reason is not None and not str(reopen_reason).strip():
+            raise InputError("--reason must say why the test set is opened again (recorded in audit.log). "
+                             "Received an empty reason.")
+        run = self.run_dir
+        with _run_lock(run.path, f"open test set ({purpose})"):
+            lock = _read_json(run.test_lock, "test.lock", run.path)
+            events = run.audit_events()
+            closed = {e.get("opening_id") for e in events if e.get("event") in ("evaluated", "interrupted")}
+            interrupted = []
+            for e in events:
+                if e.get("event") in ("opened", "reopened") and e.get("opening_id") not in closed:
+                    run._audit("interrupted", opening_id=e.get("opening_id"), opened_at=e.get("time"),
+                               purpose=e.get("purpose"),
+                               note="opened without a recorded completion (killed or failed midway)")
+                    interrupted.append(e.get("opening_id"))
+            completed = [e for e in events if e.get("event") == "evaluated"]
+            if completed and reopen_reason is None:
+                last = completed[-1]
+                opened_at = next((e.get("time") for e in events if e.get("event") in ("opened", "reopened")
+                                  and e.get("opening_id") == last.get("opening_id")), last.get("time"))
+                run._audit("refused", purpose=purpose, completed_evaluations=len(completed))
+                raise SealError(
+                    f"The sealed test set of {run.path} was already used: opened {opened_at} and evaluated "
+                    f"{last.get('time')} (result {last.get('result')}). Evaluating again on the same test set "
+                    "would make it a validation set. To re-evaluate anyway, run `tl-radiology evaluate "
+                    f"{run.path} --reopen --reason TEXT`; the reason is recorded in audit.log and the result is "
+                    "marked as from a reused test set."
+                )
+            problems = _verify(run, lock)
+            if problems:
+                run._audit("seal_broken", purpose=purpose, problems=problems[:50], num_problems=len(problems))
+                shown = "; ".join(problems[:10])
+                more = f"; and {len(problems) - 10} more (see audit.log)" if len(problems) > 10 else ""
+                raise SealBrokenError(
+                    f"The seal of {run.path}'s test set is broken (sealed {lock.get('sealed_at')}): {shown}{more}. "
+                    "Test files and labels must not change after the split. Restore them, or make a new split "
+                    "in a new --out folder."
+                )
+            self.opening_id = uuid.uuid4().hex
+            self.reused = bool(completed)
+            self.interrupted = interrupted
+            fields = {"opening_id": self.opening_id, "purpose": purpose,
+                      "num_test_cases": lock.get("num_test_cases")}
+            if reopen_reason is not None:
+                fields["reason"] = reopen_reason
+            if interrupted:
+                fields["after_interrupted"] = interrupted
+            run._audit("reopened" if completed else "opened", reused=self.reused, **fields)
+            table = run._table()
+        return table[table["split"] == "test"].reset_index(drop=True)
+
+    def mark_completed(self, result_path) -> None:
+        """Record that the evaluation opened by :meth:`open` finished and wrote ``result_path``.
+
+        Call it after the result (``final_test.json``) is written atomically. This is what uses the seal up: the
+        next :meth:`open` is refused unless a reason is given.
+
+        Args:
+            result_path: the result file; its sha256 is recorded.
+
+        Raises:
+            RunDirError: :meth:`open` was not called, the opening was already marked, or the file is missing.
+
+        Example:
+            >>> sealed.mark_completed(run.path / "final_test.json")  # doctest: +SKIP
+        """
+        run = self.run_dir
+        if self.opening_id is None:
+            raise RunDirError("mark_completed() needs an opening: call SealedTestSet.open(purpose) first.")
+        if self._completed:
+            raise RunDirError(f"Opening {self.opening_id} of {run.path} is already marked completed.")
+        result_path = Path(result_path)
+        if not result_path.is_file():
+            raise RunDirError(f"Result file {result_path} not found. Write the result before mark_completed().")
+        try:
+            shown = result_path.resolve().relative_to(run.path.resolve()).as_posix()
+        except ValueError:
+            shown = str(result_path)
+        with _run_lock(run.path, "evaluate (completing)"):
+            run._audit("evaluated", opening_id=self.opening_id, result=shown,
+                       result_sha256=sha256_file(result_path), reused=self.reused)
+        self._completed = True
+
+
+# ------------------------------------------------------------------------------------------------------ helpers
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name (containers) is not an error
+        return "unknown"
+
+
+def _read_json(path: Path, name: str, run_path: Path) -> dict:
+    if not path.is_file():
+        raise RunDirError(
+            f"Run directory {run_path} has no {name}. Make the split first: tl-radiology split MANIFEST --out "
+            f"{run_path}"
+        )
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{path} is not valid JSON ({exc}). It was edited or damaged; restore it.") from None
+
+
+def _read_table(text: str) -> pd.DataFrame:
+    table = pd.read_csv(StringIO(text), dtype=str, keep_default_na=False, na_filter=False)
+    if "row" in table.columns:
+        table["row"] = table["row"].astype("int64")
+    return table
+
+
+def _seal_entries(test_rows: pd.DataFrame, image_columns) -> dict:
+    entries = {}
+    for _, case in test_rows.iterrows():
+        files = []
+        for col in image_columns:
+            base = Path(case[col])
+            for member in image_files(base):
+                files.append({"column": col, "path": str(member), "sha256": sha256_file(member)})
+            if base.is_dir():
+                files.append({"column": col, "path": str(base), "series_folder": True})
+        entries[str(case["case_id"])] = {"label": str(case["label"]), "row": int(case["row"]), "files": files}
+    return entries
+
+
+def _verify(run: RunDir, lock: dict) -> list[str]:
+    """Compare the test files and ``splits.csv`` test labels with ``test.lock``; return the differences."""
+    problems = []
+    sealed = lock.get("cases") or {}
+    try:
+        table = run._table()
+    except RunDirError:
+        return ["splits.csv is missing"]
+    test = table[table["split"] == "test"]
+    current = {str(r["case_id"]): r for _, r in test.iterrows()}
+    for case_id, entry in sealed.items():
+        row = current.get(case_id)
+        where = f" (manifest line {entry.get('row')})"
+        if row is None:
+            in_table = table[table["case_id"] == case_id]
+            moved = f" (now in {in_table['split'].iloc[0]})" if len(in_table) else ""
+            problems.append(f"test case {case_id}{where} is no longer in the test split of splits.csv{moved}")
+            continue
+        if str(row["label"]) != entry.get("label"):
+            problems.append(
+                f"label of test case {case_id}{where} changed from {entry.get('label')!r} to {row['label']!r} "
+                "in splits.csv"
+            )
+        listed = set()
+        for f in entry.get("files", []):
+            path = Path(f["path"])
+            if f.get("series_folder"):
+                on_disk = {str(p) for p in image_files(path)} if path.is_dir() else set()
+                added = sorted(on_disk - {g["path"] for g in entry["files"] if not g.get("series_folder")})
+                if added:
+                    problems.append(f"test case {case_id}{where}: file {added[0]} was added to series folder "
+                                    f"{path}" + (f" (+{len(added) - 1} more)" if len(added) > 1 else ""))
+                continue
+            listed.add(f["path"])
+            if not path.is_file():
+                problems.append(f"test case {case_id}{where}: file {path} is missing")
+            elif sha256_file(path) != f["sha256"]:
+                problems.append(f"test case {case_id}{where}: file {path} changed (sha256 differs)")
+    for case_id in sorted(set(current) - set(sealed)):
+        problems.append(f"case {case_id} (manifest line {current[case_id]['row']}) is in the test split of "
+                        "splits.csv but not in the seal")
+    return problems
+
+
+def _summary(table: pd.DataFrame, task, classes) -> pd.DataFrame:
+    order = [s for s in SPLITS if (table["split"] == s).any()]
+    rows = {}
+    classes = list(classes or [])
+    for name in [*order, "all"]:
+        part = table if name == "all" else table[table["split"] == name]
+        record = {"cases": len(part), "patients": int(part["patient"].nunique())}
+        if task == "regression":
+            record["label mean"] = round(float(pd.to_numeric(part["label"]).mean()), 3) if len(part) else float("nan")
+        elif task == "multilabel":
+            for c in classes:
+                record[c] = int(part["label"].astype(str).map(lambda v, c=c: c in v.split("|")).sum())
+        else:
+            names = classes or sorted(set(table["label"].astype(str)), key=class_sort_key(set(table["label"])))
+            for c in names:
+                record[str(c)] = int((part["label"].astype(str) == str(c)).sum())
+        rows[name] = record
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _describe_differences(old_text: str, new_table: pd.DataFrame, old_lock: dict, new_lock: dict) -> str:
+    new = _read_table(new_table.to_csv(index=False, lineterminator="\n"))
+    old = _read_table(old_text) if old_text else new.iloc[0:0]
+    notes = []
+    old_ids, new_ids = set(old.get("case_id", [])), set(new["case_id"])
+    if old_ids and not (old_ids & new_ids):
+        return ("no case id in common (another manifest, or another pseudonym key: check "
+                "TL_RADIOLOGY_PSEUDONYM_KEY)")
+    if new_ids - old_ids:
+        notes.append(f"{len(new_ids - old_ids)} new case(s)")
+    if old_ids - new_ids:
+        notes.append(f"{len(old_ids - new_ids)} case(s) removed")
+    merged = old.merge(new, on="case_id", suffixes=("_old", "_new"))
+    moved = merged[merged["split_old"] != merged["split_new"]]
+    if len(moved):
+        r = moved.iloc[0]
+        notes.append(f"{len(moved)} case(s) changed split (e.g. {r['case_id']}, line {r['row_new']}: "
+                     f"{r['split_old']} -> {r['split_new']})")
+    relabelled = merged[merged["label_old"] != merged["label_new"]]
+    for _, r in relabelled.head(3).iterrows():
+        notes.append(f"label of case {r['case_id']} (line {r['row_new']}) changed from {r['label_old']!r} to "
+                     f"{r['label_new']!r}")
+    if len(relabelled) > 3:
+        notes.append(f"{len(relabelled) - 3} more label change(s)")
+    old_cases, new_cases = old_lock.get("cases") or {}, new_lock.get("cases") or {}
+    changed_files = []
+    for case_id in sorted(set(old_cases) & set(new_cases)):
+        old_files = {f["path"]: f.get("sha256") for f in old_cases[case_id].get("files", [])}
+        for f in new_cases[case_id].get("files", []):
+            if f["path"] in old_files and old_files[f["path"]] != f.get("sha256"):
+                changed_files.append(f"{f['path']} (test case {case_id})")
+    if changed_files:
+        notes.append(f"{len(changed_files)} test file(s) changed since sealing, e.g. {changed_files[0]}")
+    return "; ".join(notes) or "the case table differs (other columns)"
