@@ -216,7 +216,7 @@ def bootstrap_ci(metric_fn: Callable, *arrays, groups=None, n_bootstrap: int = 2
     check_bootstrap_options(n_bootstrap, confidence, seed)
     arrays = tuple(np.asarray(a) for a in arrays)
     n = check_same_length(**{f"array {i + 1}": a for i, a in enumerate(arrays)})
-    codes, n_groups, given = patient_codes(groups, n)
+    codes, n_groups, given = patient_codes(groups, n, name="groups", reference="array 1")
 
     if vectorized:
         estimate = _as_dict(metric_fn(*arrays, weights=np.ones((1, n))))

@@ -181,22 +181,23 @@ def check_names(names, count: int, *, argument: str, axis: str) -> list[str]:
     return names
 
 
-def patient_codes(patient_ids, n_cases: int) -> tuple[np.ndarray, int, bool]:
-    """Map patient ids to codes 0..G-1.
+def patient_codes(patient_ids, n_cases: int, *, name: str = "patient_ids",
+                  reference: str = "y_true") -> tuple[np.ndarray, int, bool]:
+    """Map patient ids to codes 0..G-1 (``name`` and ``reference`` are the argument names used in errors).
 
     Returns:
         ``(codes, n_patients, given)``; without ids every case is its own patient and ``given`` is False.
     """
     if patient_ids is None:
         return np.arange(n_cases), n_cases, False
-    ids = _as_array(patient_ids, "patient_ids")
+    ids = _as_array(patient_ids, name)
     if ids.ndim != 1:
-        raise InputError(f"patient_ids must be 1-D (one id per case); received shape {ids.shape}.")
-    check_same_length(y_true=np.empty(n_cases), patient_ids=ids)
+        raise InputError(f"{name} must be 1-D (one id per case); received shape {ids.shape}.")
+    check_same_length(**{reference: np.empty(n_cases), name: ids})
     missing = pd.isna(pd.Series(ids, dtype=object)).to_numpy()
     if missing.any():
         raise InputError(
-            f"patient_ids is missing for {int(missing.sum())} cases (first at position "
+            f"{name} is missing for {int(missing.sum())} cases (first at position "
             f"{int(np.flatnonzero(missing)[0])}); give every case its patient's id."
         )
     codes, uniques = pd.factorize(pd.Series(ids, dtype=object), sort=False)
