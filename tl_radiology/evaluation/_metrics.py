@@ -152,7 +152,8 @@ def binary_metrics(y_true, y_prob, *, threshold, patient_ids=None, n_bootstrap: 
         n_bins: number of equal-width bins of the calibration error and reliability data.
 
     Returns:
-        A JSON-able dict: ``task``, ``n_cases``, ``n_patients``, ``n_positive``, ``n_negative``, ``threshold``
+        A JSON-able dict: ``task``, ``n_cases``, ``n_patients`` (``None`` without ``patient_ids``),
+        ``patient_ids_given``, ``n_positive``, ``n_negative``, ``threshold``
         (value, rule, how chosen), ``metrics`` (name -> ``{"estimate", "ci_low", "ci_high",
         "n_resamples_used"}``), ``confusion_matrix`` (class order negative, positive; rows true, columns
         predicted), ``calibration`` (reliability data), ``bootstrap`` (how intervals were made), ``definitions``
