@@ -27,7 +27,7 @@ _SPLIT_ALIASES = {"validation": "val", "valid": "val", "training": "train", "tes
 _TRUE = {"1", "1.0", "true", "yes", "y"}
 _FALSE = {"0", "0.0", "false", "no", "n"}
 # Suffixes Manifest.from_folders takes as images (plus files that carry the DICOM preamble).
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom", ".npy")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom", ".ima", ".npy")
 _MAX_LISTED = 20
 
 
@@ -250,7 +250,7 @@ class Manifest:
     def from_folders(cls, root, *, task: str | None = None) -> "Manifest":
         """Build a manifest from one subfolder per class (``root/<class>/<image file>``).
 
-        Every image file directly inside a class folder (by suffix: png, jpg, jpeg, tif, tiff, bmp, dcm, dicom,
+        Every image file directly inside a class folder (by suffix: png, jpg, jpeg, tif, tiff, dcm, dicom, ima,
         npy, or any file with the DICOM preamble) is one case; hidden files and deeper subfolders are skipped.
         Such data has no patient ids, so each file gets its own: its path relative to ``root`` (for example
         ``pneumonia/img_001.png``, pseudonymized like any patient id). A patient-level split is therefore

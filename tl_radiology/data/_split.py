@@ -201,9 +201,9 @@ def _strata(series: pd.Series) -> np.ndarray:
     return pd.factorize(series.astype(str))[0]
 
 
-def _choose_folds(val, test, n_groups):
+def _choose_folds(val, test, n_groups, max_folds=_MAX_FOLDS):
     best = None
-    for k in range(3, min(_MAX_FOLDS, n_groups) + 1):
+    for k in range(3, min(max_folds, n_groups) + 1):
         t = max(1, math.floor(test * k + 0.5))
         v = max(1, math.floor(val * k + 0.5)) if val > 0 else 0
         if t + v >= k:
@@ -222,7 +222,8 @@ def _choose_folds(val, test, n_groups):
 def _stratified(strata, groups, n_groups, val, test, seed):
     from sklearn.model_selection import StratifiedGroupKFold
 
-    k, n_test, n_val = _choose_folds(val, test, n_groups)
+    # StratifiedGroupKFold refuses more folds than the largest class has cases.
+    k, n_test, n_val = _choose_folds(val, test, n_groups, min(_MAX_FOLDS, int(np.bincount(strata).max())))
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     fold = np.full(len(strata), -1, dtype=np.int64)
     with warnings.catch_warnings():
