@@ -114,3 +114,15 @@ def test_cli_help_lists_commands_and_exits_zero(capsys):
 def test_cli_unknown_command_exits_2(capsys):
     assert main(["no-such-command"]) == 2
     assert "invalid choice: 'no-such-command'" in capsys.readouterr().err
+
+
+def test_atomic_results_get_normal_permissions_not_mkstemp_private(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        path = _atomic.atomic_write_text(tmp_path / "report.html", "<html></html>")
+        with _atomic.atomic_directory(tmp_path / "report") as folder:
+            (folder / "a.png").write_bytes(b"x")
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "report").stat().st_mode & 0o777 == 0o755

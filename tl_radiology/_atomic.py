@@ -32,6 +32,13 @@ __all__ = [
 ]
 
 
+def _umask_mode(default: int = 0o666) -> int:
+    # mkstemp creates files 0600; results should get the permissions a plain open() would give them.
+    umask = os.umask(0)
+    os.umask(umask)
+    return default & ~umask
+
+
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -65,6 +72,7 @@ def atomic_path(path):
         if tmp.is_file():
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
+            os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except BaseException:
@@ -112,6 +120,7 @@ def atomic_directory(path):
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        os.chmod(tmp, _umask_mode(0o777))
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)
