@@ -148,6 +148,11 @@ def read_dataset(path, *, header_only: bool) -> Dataset:
             path,
             f"its last element {last.tag} holds {len(last.value)} of its {last.length} bytes (the file ends early)",
         )
+    if not header_only and isinstance(last, RawDataElement) and last.length != 0xFFFFFFFF:
+        # pydicom stops silently when the file ends inside an element's 8-12 byte header: a few bytes are left.
+        leftover = path.stat().st_size - (last.value_tell + last.length)
+        if 0 < leftover < 12:
+            raise _corrupt(path, f"it ends with {leftover} bytes of an incomplete element after {last.tag}")
     if "TransferSyntaxUID" not in ds.file_meta:
         # No file meta (raw data set): pydicom worked out the encoding while reading it.
         implicit, little = ds.original_encoding

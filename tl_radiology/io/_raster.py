@@ -28,26 +28,23 @@ __all__ = ["read_raster", "read_array", "RASTER_SUFFIXES"]
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
 
-def _layout(array: np.ndarray, path: Path, what: str) -> tuple[np.ndarray, bool, bool]:
+def _layout(array: np.ndarray, path: Path, what: str, *, alpha_channel: bool) -> tuple[np.ndarray, bool, bool]:
     """Normalise a decoded array to gray ``(F x) H x W`` or colour ``(F x) H x W x 3``.
 
+    ``alpha_channel``: whether a last axis of 2 or 4 is gray+alpha / RGBA (raster decoders), rather than the width
+    of a stack (arrays, where a 4-wide last axis is far more likely a small volume than RGBA).
     Returns the array (a view where possible), whether it is colour, and whether an alpha channel was dropped.
     """
-    alpha = False
+    gray_sizes, colour_sizes = ((1, 2), (3, 4)) if alpha_channel else ((1,), (3,))
     if array.ndim == 2:
         return array, False, False
-    if array.ndim == 3 and array.shape[-1] in (1, 2):  # gray (+ alpha)
+    if array.ndim == 3 and array.shape[-1] in gray_sizes:  # gray (+ alpha)
         return array[..., 0], False, array.shape[-1] == 2
-    if array.ndim == 3 and array.shape[-1] in (3, 4):
-        if array.shape[-1] == 4:
-            array, alpha = array[..., :3], True
-        return array, True, alpha
+    if array.ndim in (3, 4) and array.shape[-1] in colour_sizes:
+        alpha = array.shape[-1] == 4
+        return (array[..., :3] if alpha else array), True, alpha
     if array.ndim == 3:  # pages / frames of gray images
         return array, False, False
-    if array.ndim == 4 and array.shape[-1] in (3, 4):
-        if array.shape[-1] == 4:
-            array, alpha = array[..., :3], True
-        return array, True, alpha
     raise ImageReadError(
         f"{path} holds an array of shape {tuple(array.shape)}; expected {what}: H x W (gray), H x W x 3 (RGB) or "
         f"F x H x W (a stack of gray images). Save the image in one of these layouts."
@@ -138,7 +135,7 @@ def read_raster(path, *, expect: str = "any", frame: int | None = None, single_f
             f"{path} contains {bad} NaN or infinite values; expected finite numbers. Replace them before saving."
         )
     source_dtype = array.dtype
-    array, colour, alpha = _layout(array, path, "a raster image")
+    array, colour, alpha = _layout(array, path, "a raster image", alpha_channel=True)
     return _finish(
         array,
         path,
@@ -156,10 +153,11 @@ def read_raster(path, *, expect: str = "any", frame: int | None = None, single_f
 def read_array(path, *, expect: str = "any", frame: int | None = None, single_frame: bool = False) -> ImageData:
     """Read a NumPy ``.npy`` file (``np.load(allow_pickle=False)``) as a float32 image, rejecting NaN and inf.
 
-    Layouts: ``H x W`` (gray), ``H x W x 3`` (RGB; ``x 4`` drops alpha; ``x 1`` is gray), ``F x H x W`` (a stack of
-    gray images, e.g. a volume), ``F x H x W x 3``. Values are kept as they are (``meta["units"] == "raw"``);
-    ``meta["value_range"]`` is the dtype's range for integer arrays, None for float arrays. Pickled object arrays
-    are refused (loading them could run code). ``case_id`` is a keyed hash of the file's bytes.
+    Layouts: ``H x W`` (gray), ``H x W x 3`` (RGB; ``H x W x 1`` is gray), ``F x H x W`` (a stack of gray images,
+    e.g. a volume; any other last axis, so ``Z x H x 4`` is a stack, never RGBA), ``F x H x W x 3``. Values are
+    kept as they are (``meta["units"] == "raw"``); ``meta["value_range"]`` is the dtype's range for integer
+    arrays, None for float arrays. Pickled object arrays are refused (loading them could run code). ``case_id`` is a
+    keyed hash of the file's bytes.
 
     Args:
         path: the ``.npy`` file.
@@ -219,7 +217,7 @@ def read_array(path, *, expect: str = "any", frame: int | None = None, single_fr
                 f"np.nan_to_num) and save the array again."
             )
     source_dtype = loaded.dtype
-    array, colour, alpha = _layout(loaded, path, "an image array")
+    array, colour, alpha = _layout(loaded, path, "an image array", alpha_channel=False)
     return _finish(
         array,
         path,

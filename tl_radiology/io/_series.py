@@ -147,6 +147,9 @@ def read_dicom_series(
     paths, headers = [], []
     for path in candidates:
         ds = read_dataset(path, header_only=True)
+        if "Rows" not in ds and str(ds.get("SOPClassUID") or "") != _DIRECTORY_SOP_CLASS:
+            # Not an image, or a slice cut off before its Rows: a full read tells them apart (and fails if cut).
+            ds = read_dataset(path, header_only=False)
         if str(ds.get("SOPClassUID") or "") == _DIRECTORY_SOP_CLASS or "Rows" not in ds:
             ignored.append(path)
             continue
