@@ -44,6 +44,7 @@ def _counts(manifest_path):
     return {s: frame.loc[frame["split"] == s, "label"].value_counts().to_dict() for s in ("train", "val", "test")}
 
 
+@pytest.mark.shared_data
 def test_pneumoniamnist_counts_pixels_and_manifest(pneumonia):
     npz, manifest_path = pneumonia
     assert _counts(manifest_path) == PNEUMONIA_COUNTS
@@ -59,6 +60,7 @@ def test_pneumoniamnist_counts_pixels_and_manifest(pneumonia):
     assert manifest.has_split and manifest.task == "binary" and manifest.classes == ("0", "1")
 
 
+@pytest.mark.shared_data
 def test_retinamnist_is_rgb_with_five_grades(retina):
     npz, manifest_path = retina
     assert _counts(manifest_path) == RETINA_COUNTS
@@ -70,12 +72,14 @@ def test_retinamnist_is_rgb_with_five_grades(retina):
     assert manifest.task == "multiclass" and manifest.classes == ("0", "1", "2", "3", "4")
 
 
+@pytest.mark.shared_data
 def test_png_writer_is_deterministic(shared_data):
     with np.load(shared_data / "medmnist_retinamnist" / "retinamnist.npz") as data:
         image = data["test_images"][3]
     assert encode_png(image) == encode_png(image.copy())
 
 
+@pytest.mark.shared_data
 def test_leakage_check_finds_exactly_the_eight_train_val_duplicates(pneumonia):
     _, manifest_path = pneumonia
     manifest = Manifest.from_csv(manifest_path)
@@ -122,6 +126,7 @@ def test_pixel_identical_images_with_different_bytes_are_reported(tmp_path):
     assert "Pixel-identical images in different splits (different file bytes): 1 group(s)" in report.format()
 
 
+@pytest.mark.shared_data
 def test_import_refuses_a_non_empty_folder_and_bad_files(tmp_path, shared_data):
     npz = shared_data / "medmnist_pneumoniamnist" / "pneumoniamnist.npz"
     (tmp_path / "busy").mkdir()
@@ -160,6 +165,7 @@ def test_multilabel_files_get_one_column_per_label(tmp_path):
     assert manifest.label_targets()[:4].tolist() == [[1, 0, 1], [0, 0, 0], [0, 1, 0], [1, 1, 1]]
 
 
+@pytest.mark.shared_data
 def test_import_medmnist_command(shared_data, tmp_path, capsys):
     npz = shared_data / "medmnist_retinamnist" / "retinamnist.npz"
     assert main(["import-medmnist", str(npz), "--out", str(tmp_path / "retina"), "--quiet"]) == 0

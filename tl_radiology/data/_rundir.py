@@ -38,7 +38,7 @@ from .._atomic import RunLock, append_line, atomic_write_json, atomic_write_text
 from .._errors import InputError, RunDirBusyError, RunDirError, SealBrokenError, SealError
 from .._options import look_up_option
 from ._hashing import image_files, sha256_file
-from ._leakage import LeakageReport, check_leakage
+from ._leakage import check_leakage
 from ._manifest import SPLITS, Manifest, class_sort_key
 from ._split import split_cases
 

@@ -81,15 +81,17 @@ def make_split(
 
     The split is made with scikit-learn's ``StratifiedGroupKFold(n_splits=K, shuffle=True, random_state=seed)``:
     the patients are dealt into K folds (K <= 20, chosen so whole folds give the fractions as closely as
-    possible; 0.15 / 0.15 gives K = 20 and three folds each), class proportions kept close in every fold, then
-    the first folds become ``test``, the next ``val``, the rest ``train``. Sizes therefore follow the fractions
-    to about 1/K of the cases, and more loosely when single patients have many cases.
+    possible; 0.15 / 0.15 gives K = 20 and three folds each; K is kept at or below the number of patients of
+    the rarest class when possible, so every fold can hold every class), class proportions kept close in every
+    fold, then the first folds become ``test``, the next ``val``, the rest ``train``. Sizes therefore follow the
+    fractions to about 1/K of the cases, and more loosely when single patients have many cases.
     With ``stratify=None`` there is nothing to stratify on and ``GroupShuffleSplit`` is used instead (test first,
     then val from the rest); fractions then count patients, not cases.
     Regression labels (numbers) are stratified by quartile bins; multilabel labels by their combination.
 
     The same cases (in the same order) and seed give the same split on every machine; another seed gives
-    another split.
+    another split. Patients are numbered in order of first appearance, so the split does not depend on the
+    pseudonym key.
 
     If the cases already carry a ``split`` column (a manifest's own split) it is honoured with
     ``existing="honour"`` (the default): checked, not changed. ``existing="replace"`` makes a new split.
@@ -201,16 +203,27 @@ def _strata(series: pd.Series) -> np.ndarray:
     return pd.factorize(series.astype(str))[0]
 
 
-def _choose_folds(val, test, n_groups, max_folds=_MAX_FOLDS):
-    best = None
-    for k in range(3, min(max_folds, n_groups) + 1):
-        t = max(1, math.floor(test * k + 0.5))
-        v = max(1, math.floor(val * k + 0.5)) if val > 0 else 0
-        if t + v >= k:
-            continue
-        err = abs(t / k - test) + abs(v / k - val)
-        if best is None or err < best[0] - 1e-12 or (abs(err - best[0]) <= 1e-12 and k > best[1]):
-            best = (err, k, t, v)
+def _choose_folds(val, test, n_groups, max_folds=_MAX_FOLDS, rare_groups=None):
+    """Pick K folds and how many go to test and val so that whole folds match the fractions best.
+
+    K stays at or below the number of patients of the rarest class when that allows a split, so that every fold
+    can hold each class (more folds than that leave some folds without the class, and a split made of such
+    folds misses it).
+    """
+    def best_of(limit):
+        best = None
+        for k in range(3, min(max_folds, n_groups, limit) + 1):
+            t = max(1, math.floor(test * k + 0.5))
+            v = max(1, math.floor(val * k + 0.5)) if val > 0 else 0
+            if t + v >= k:
+                continue
+            err = abs(t / k - test) + abs(v / k - val)
+            if best is None or err < best[0] - 1e-12 or (abs(err - best[0]) <= 1e-12 and k > best[1]):
+                best = (err, k, t, v)
+        return best
+
+    best = best_of(rare_groups) if rare_groups else None
+    best = best or best_of(max_folds)
     if best is None:
         raise InputError(
             f"Too few patients ({n_groups}) for a train/val/test split with val={val}, test={test}: each split "
@@ -223,7 +236,8 @@ def _stratified(strata, groups, n_groups, val, test, seed):
     from sklearn.model_selection import StratifiedGroupKFold
 
     # StratifiedGroupKFold refuses more folds than the largest class has cases.
-    k, n_test, n_val = _choose_folds(val, test, n_groups, min(_MAX_FOLDS, int(np.bincount(strata).max())))
+    rare = min(len(np.unique(groups[strata == c])) for c in np.unique(strata))
+    k, n_test, n_val = _choose_folds(val, test, n_groups, min(_MAX_FOLDS, int(np.bincount(strata).max())), rare)
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     fold = np.full(len(strata), -1, dtype=np.int64)
     with warnings.catch_warnings():
@@ -288,8 +302,8 @@ def _check_classes_present(frame, column, splits, *, honoured):
                    if honoured else
                    "Use fewer or larger splits (e.g. a larger --val/--test, or --val 0), or collect more cases "
                    "of that class.")
+            others = f" ({len(missing) - 1} more class(es) too)" if len(missing) > 1 else ""
             raise InputError(
                 f"Class {name!r} of column {column!r} has no case in the {split} split (it has {patients} "
-                f"patient(s) in all){' and ' + str(len(missing) - 1) + ' more class(es) too' if len(missing) > 1 else ''}. "
-                + fix
+                f"patient(s) in all){others}. {fix}"
             )

@@ -1,0 +1,42 @@
+"""``tl-radiology import-medmnist``: a MedMNIST .npz file -> PNG images + manifest.csv (official split kept)."""
+
+from __future__ import annotations
+
+HELP = "write a MedMNIST .npz file as PNG images and a manifest with the official split"
+
+DESCRIPTION = """\
+Write every image of a 2-D MedMNIST file (e.g. pneumoniamnist.npz, retinamnist.npz) as an 8-bit PNG (gray or RGB,
+lossless, byte-for-byte reproducible) under DIR/<split>/, and DIR/manifest.csv with patient_id, label, image and
+split (the official split). MedMNIST has no patient ids: each image is its own patient.
+Data: MedMNIST v2 (Yang et al., Scientific Data 2023), CC BY 4.0; cite it and the source data set.
+"""
+
+
+def register(subparsers, common) -> None:
+    """Add the ``import-medmnist`` subcommand."""
+    p = subparsers.add_parser("import-medmnist", parents=[common], help=HELP, description=DESCRIPTION)
+    p.add_argument("npz", metavar="FILE.npz", help="the MedMNIST file")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to create (new or empty)")
+    p.add_argument("--force", action="store_true", help="replace DIR if it exists and is not empty")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    """Run ``import-medmnist`` with parsed arguments; returns the exit status."""
+    import pandas as pd
+
+    from tl_radiology.data import import_medmnist
+
+    path = import_medmnist(args.npz, args.out, overwrite=args.force)
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    label_cols = [c for c in frame.columns if c == "label" or c.startswith("label_")]
+    if label_cols == ["label"]:
+        table = pd.crosstab(frame["split"], frame["label"], margins=True, margins_name="all")
+    else:
+        table = frame.groupby("split")[label_cols].apply(lambda g: (g == "1").sum())
+    table = table.reindex([s for s in ("train", "val", "test", "all") if s in table.index])
+    print(f"Wrote {len(frame)} PNG images and {path}")
+    print(table.to_string())
+    print("MedMNIST has no patient ids: each image is its own patient (patient-level grouping is not possible).")
+    print(f"Next: tl-radiology split {path} --out runs/NAME   (the official split is honoured)")
+    return 0
