@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import operator
+import os
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,11 @@ def require_file(path, what: str = "an image file") -> Path:
         raise ImageReadError(
             f"{path} is a folder; expected {what}. Use read_image or read_dicom_series for a folder of DICOM "
             f"slices."
+        )
+    if not os.access(path, os.R_OK):
+        raise ImageReadError(
+            f"{path} cannot be read (permission denied); expected a readable file. Fix its permissions or copy it "
+            f"somewhere you can read."
         )
     return path
 

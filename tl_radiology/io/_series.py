@@ -101,7 +101,7 @@ def read_dicom_series(
     Geometry in ``meta``: ``spacing`` ``(z, y, x)`` in mm, where z is the median step between the sorted slice
     positions (not Slice Thickness) and y, x come from Pixel Spacing (row, column); ``slice_positions`` (mm along
     the normal), ``slice_steps`` (the steps between neighbours), ``uneven_spacing`` (True when a step differs from
-    the median by more than 1% or 0.01 mm: then a single z spacing is only approximate, use ``slice_positions``),
+    the median by more than 1% and at least 0.01 mm: then a single z spacing is only approximate, use ``slice_positions``),
     ``gantry_tilt_deg`` (the angle between the slice normal and the direction in which slice positions advance; 0
     for an untilted scan; the volume is then sheared, not resampled). Each slice is read by :func:`read_dicom`
     with its own rescale, so values are HU for CT.
@@ -143,7 +143,13 @@ def read_dicom_series(
             f"{folder} is read as a grayscale volume but expect='rgb' was given. Pass expect='gray' or "
             f"expect='any' for a DICOM series."
         )
-    candidates, ignored = _candidates(folder)
+    try:
+        candidates, ignored = _candidates(folder)
+    except OSError as exc:
+        raise ImageReadError(
+            f"{folder} cannot be listed ({exc.strerror or exc}); expected a readable folder of DICOM slices. Fix its "
+            f"permissions."
+        ) from exc
     paths, headers = [], []
     for path in candidates:
         ds = read_dataset(path, header_only=True)
