@@ -601,7 +601,8 @@ def read_dicom(
             file and its photometric interpretation. Checked from the header before any decoding.
         voi: apply the header's VOI LUT or window (``apply_voi_lut``, first window). Off by default; when on, the
             values are display values in ``meta["value_range"]``, ``meta["units"]`` becomes ``"VOI"`` and
-            ``meta["voi"]`` says what was applied. A header without a window is then an error.
+            ``meta["voi"]`` says what was applied. A grayscale header without a window is then an error; colour
+            images have no VOI stage and are returned unchanged.
         fill_padding: replace padding / below-air CT values as described above.
 
     Returns:

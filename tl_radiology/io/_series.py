@@ -72,8 +72,14 @@ def _split_by(paths, values, what: str, folder: Path, fix: str) -> None:
     )
 
 
-def _round_orientation(values) -> tuple:
-    return tuple(round(v / _ORIENTATION_TOL) * _ORIENTATION_TOL for v in values)
+def _group_keys(vectors, tolerance: float, decimals: int) -> list:
+    """Keys that are equal for vectors within ``tolerance`` of the first one (no rounding-boundary splits)."""
+    reference = vectors[0]
+
+    def key(v):
+        return tuple(round(float(x), decimals) + 0.0 for x in v) if v else None
+
+    return [key(reference) if v and np.allclose(v, reference, atol=tolerance, rtol=0) else key(v) for v in vectors]
 
 
 def read_dicom_series(
@@ -99,12 +105,13 @@ def read_dicom_series(
     Number. Slice 0 is the most negative position along the normal (inferior first for ordinary axial scans).
 
     Geometry in ``meta``: ``spacing`` ``(z, y, x)`` in mm, where z is the median step between the sorted slice
-    positions (not Slice Thickness) and y, x come from Pixel Spacing (row, column); ``slice_positions`` (mm along
-    the normal), ``slice_steps`` (the steps between neighbours), ``uneven_spacing`` (True when a step differs from
-    the median by more than 1% and at least 0.01 mm: then a single z spacing is only approximate, use ``slice_positions``),
-    ``gantry_tilt_deg`` (the angle between the slice normal and the direction in which slice positions advance; 0
-    for an untilted scan; the volume is then sheared, not resampled). Each slice is read by :func:`read_dicom`
-    with its own rescale, so values are HU for CT.
+    positions (not Slice Thickness) and y, x come from Pixel Spacing (row, column) (``z_spacing_source`` and
+    ``xy_spacing_source`` say where they came from when a header lacks them); ``slice_positions`` (mm along the
+    normal); ``slice_steps`` (the steps between neighbours); ``uneven_spacing`` (True when a step differs from the
+    median by more than 1% and at least 0.01 mm: a single z spacing is then only approximate, use
+    ``slice_positions``); ``gantry_tilt_deg`` (the angle between the slice normal and the direction in which slice
+    positions advance; 0 for an untilted scan). A tilted or unevenly spaced volume is returned as acquired, not
+    resampled. Each slice is read by :func:`read_dicom` with its own rescale, so values are HU for CT.
 
     Args:
         folder: the folder holding the slices.
@@ -213,12 +220,18 @@ def read_dicom_series(
             f"in space. Expected CT/MR slices with geometry; export the series with its geometry tags."
         )
     _split_by(
-        paths, [_round_orientation(o) for o in orientations], "ImageOrientationPatient values", folder,
+        paths,
+        _group_keys(orientations, _ORIENTATION_TOL, 4),
+        "ImageOrientationPatient values",
+        folder,
         "remove the slices of the other orientation (a localiser or a reformatted series).",
     )
     spacings = [_floats(ds.get("PixelSpacing")) for ds in headers]
     _split_by(
-        paths, [tuple(round(v, 3) for v in s) if s else None for s in spacings], "PixelSpacing values", folder,
+        paths,
+        _group_keys(spacings, _SPACING_TOL, 3),
+        "PixelSpacing values",
+        folder,
         "remove the slices with the other pixel spacing (another reconstruction).",
     )
 
@@ -248,7 +261,11 @@ def read_dicom_series(
     num = len(paths)
     check_frame_choice(folder, num, frame, single_frame, unit="slices")
     first = headers[order[0]]
-    pixel_spacing = spacings[order[0]] or [1.0, 1.0]
+    pixel_spacing, xy_source = spacings[order[0]], "PixelSpacing"
+    if not pixel_spacing:
+        pixel_spacing, xy_source = _floats(first.get("ImagerPixelSpacing")), "ImagerPixelSpacing"
+    if not pixel_spacing or len(pixel_spacing) != 2:
+        pixel_spacing, xy_source = [1.0, 1.0], "default"
     if num > 1:
         step = float(np.median(steps))
         tolerance = max(0.01, 0.01 * step)
@@ -303,6 +320,7 @@ def read_dicom_series(
         kind="dicom_series",
         spacing=[step, float(pixel_spacing[0]), float(pixel_spacing[1])],
         z_spacing_source=z_source,
+        xy_spacing_source=xy_source,
         slice_positions=[float(v) for v in sorted_along],
         slice_steps=[float(v) for v in steps],
         uneven_spacing=uneven,
