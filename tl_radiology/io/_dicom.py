@@ -123,7 +123,13 @@ def read_dataset(path, *, header_only: bool) -> Dataset:
     path = require_file(path, "a DICOM file")
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path} is empty (0 bytes); expected a DICOM file. Copy it again from its source.")
-    head = _head(path)
+    try:
+        head = _head(path)
+    except OSError as exc:
+        raise ImageReadError(
+            f"{path} cannot be read ({exc.strerror or exc}); expected a readable DICOM file. Check the disk and the "
+            f"file's permissions."
+        ) from exc
     preamble = _has_preamble(head)
     if not preamble and not _looks_like_raw_dataset(head):
         raise _not_dicom(path, head)
