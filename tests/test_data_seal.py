@@ -137,6 +137,21 @@ def test_open_complete_refuse_then_reopen_with_a_reason(sealed_run):
         run.sealed_test().open("third", reopen_reason="  ")
 
 
+def test_a_forced_reseal_after_an_evaluation_marks_results_as_reused(sealed_run):
+    manifest, run, _ = sealed_run
+    sealed = run.sealed_test()
+    sealed.open("final evaluation")
+    (run.path / "final_test.json").write_text("{}")
+    sealed.mark_completed(run.path / "final_test.json")
+    with pytest.warns(UserWarning, match="re-sealed"):
+        run.create_split(manifest, val=0.2, test=0.25, seed=5, force=True)
+    assert run.audit_events()[-1]["previous_openings"] == 1
+    fresh = run.sealed_test()
+    fresh.open("final evaluation of the new split")  # not refused: this seal was never evaluated ...
+    assert fresh.reused is True  # ... but its results are marked, and the log says why
+    assert "re-sealed after 1 completed evaluation" in run.audit_events()[-1]["note"]
+
+
 def test_an_interrupted_opening_is_recorded_and_does_not_burn_the_seal(sealed_run):
     _, run, _ = sealed_run
     first = run.sealed_test()

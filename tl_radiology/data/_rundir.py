@@ -388,8 +388,8 @@ class SealedTestSet:
     Attributes:
         run_dir: the :class:`RunDir`.
         opening_id: the id of this object's opening (after :meth:`open`), as written in ``audit.log``.
-        reused: whether this opening follows a completed evaluation (a re-opening with a reason); results must
-            be marked as coming from a reused test set.
+        reused: whether this opening follows a completed evaluation (a re-opening with a reason, or a split
+            re-sealed with ``--force`` after an evaluation); results must be marked as from a reused test set.
         interrupted: openings found never completed when this one was made (recorded as ``interrupted``).
 
     Example:
@@ -455,7 +455,13 @@ class SealedTestSet:
         run = self.run_dir
         with _run_lock(run.path, f"open test set ({purpose})"):
             lock = _read_json(run.test_lock, "test.lock", run.path)
-            events = run.audit_events()
+            # Only events since the latest (re-)sealing concern this seal; evaluations of an earlier seal mark
+            # this one's results as from a reused test set (its cases were most likely seen before).
+            all_events = run.audit_events()
+            last_seal = max((i for i, e in enumerate(all_events) if e.get("event") in ("sealed", "resealed")),
+                            default=-1)
+            events = all_events[last_seal + 1:]
+            earlier = [e for e in all_events[:last_seal + 1] if e.get("event") == "evaluated"]
             closed = {e.get("opening_id") for e in events if e.get("event") in ("evaluated", "interrupted")}
             interrupted = []
             for e in events:
@@ -488,10 +494,13 @@ class SealedTestSet:
                     "in a new --out folder."
                 )
             self.opening_id = uuid.uuid4().hex
-            self.reused = bool(completed)
+            self.reused = bool(completed or earlier)
             self.interrupted = interrupted
             fields = {"opening_id": self.opening_id, "purpose": purpose,
                       "num_test_cases": lock.get("num_test_cases")}
+            if earlier:
+                fields["note"] = (f"the test set was re-sealed after {len(earlier)} completed evaluation(s) in "
+                                  "this run directory; results are from a reused test set")
             if reopen_reason is not None:
                 fields["reason"] = reopen_reason
             if interrupted:
