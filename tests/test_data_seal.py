@@ -248,6 +248,14 @@ def test_id_map_only_outside_the_run_directory(tmp_path):
     assert set(ids["patient"]) == set(pd.read_csv(run.splits_csv, dtype=str)["patient"])
 
 
+def test_a_split_by_case_says_patients_were_not_checked(tmp_path):
+    manifest = Manifest.from_csv(_study(tmp_path / "study"))
+    result = RunDir(tmp_path / "run").create_split(manifest, group="case", seed=0, pixels=False)
+    table = pd.read_csv(tmp_path / "run" / "splits.csv", dtype=str)
+    assert table.groupby("patient")["split"].nunique().max() == 2  # allowed: the user asked for a split by case
+    assert "patients were NOT checked (split by case" in result.leakage.format()
+
+
 def test_a_run_directory_without_a_split_says_how_to_make_one(tmp_path):
     run = RunDir(tmp_path / "empty")
     with pytest.raises(RunDirError, match=r"no sealed test set \(no test.lock\). Make the split first: "

@@ -82,6 +82,7 @@ class LeakageReport:
         unreadable: ``(path, reason)`` for images the pixel check could not decode.
         pixels_checked: whether decoded pixels were compared (``pixels=True``).
         root: folder that paths are shown relative to.
+        group: the column checked for straddling splits (``None``: not checked, e.g. a split by case).
 
     Example:
         >>> report = check_leakage(split_cases)  # doctest: +SKIP
@@ -95,6 +96,7 @@ class LeakageReport:
     unreadable: list = field(default_factory=list)
     pixels_checked: bool = True
     root: Path | None = None
+    group: str | None = "patient"
 
     @property
     def ok(self) -> bool:
@@ -111,7 +113,8 @@ class LeakageReport:
         return {
             "num_cases": self.num_cases,
             "split_counts": dict(self.split_counts),
-            "patients_in_several_splits": 0,
+            "group_checked": self.group,
+            "groups_in_several_splits": 0 if self.group else None,
             "pixels_checked": self.pixels_checked,
             "byte_identical": [g.to_dict() for g in self.byte_identical],
             "pixel_identical": [g.to_dict() for g in self.pixel_identical],
@@ -122,7 +125,13 @@ class LeakageReport:
         """The report as text lines, for a terminal; paths relative to ``root`` (default :attr:`root`)."""
         root = self.root if root is None else root
         counts = ", ".join(f"{k} {v}" for k, v in self.split_counts.items())
-        lines = [f"Leakage check: {self.num_cases} cases ({counts}); no patient is in two splits."]
+        if self.group == "patient":
+            checked = "no patient is in two splits."
+        elif self.group:
+            checked = f"no {self.group!r} value is in two splits (patients were not checked)."
+        else:
+            checked = "patients were NOT checked (split by case: no patient grouping)."
+        lines = [f"Leakage check: {self.num_cases} cases ({counts}); {checked}"]
         for title, groups in (
             ("Byte-identical images in different splits", self.byte_identical),
             ("Pixel-identical images in different splits (different file bytes)", self.pixel_identical),
@@ -168,7 +177,7 @@ def check_leakage(
     image_columns=None,
     pixels: bool = True,
     duplicates: str = "warn",
-    group: str = "patient",
+    group: str | None = "patient",
     root=None,
 ) -> LeakageReport:
     """Check a split case table for leakage between train, val and test.
@@ -189,7 +198,8 @@ def check_leakage(
             absolute paths that exist).
         pixels: also compare decoded pixels (reads every distinct file once).
         duplicates: ``"warn"`` or ``"error"``.
-        group: the patient column.
+        group: the column no value of which may straddle splits (default ``"patient"``); ``None`` skips it
+            (only for data split by case).
         root: folder to show paths relative to (default the manifest's folder).
 
     Returns:
@@ -226,7 +236,10 @@ def check_leakage(
             f"No image column {missing or ''} in the cases (columns: {', '.join(map(str, frame.columns))}). "
             "Pass image_columns=."
         )
-    if group in frame.columns:
+    if group is not None and group not in frame.columns:
+        raise InputError(f"No column {group!r} to check for leakage (columns: {', '.join(map(str, frame.columns))}). "
+                         "Pass group='patient' or group=None.")
+    if group is not None:
         leaks = patients_in_several_splits(frame, group)
         if leaks:
             _raise_patient_leak(leaks, "Leakage check")
@@ -277,6 +290,7 @@ def check_leakage(
         unreadable=unreadable,
         pixels_checked=bool(pixels),
         root=Path(root) if root is not None else None,
+        group=group,
     )
     if duplicates == "error" and report.duplicate_groups:
         groups = report.duplicate_groups

@@ -232,8 +232,10 @@ class RunDir:
                 )
         frame, method = split_cases(manifest, val=val, test=test, seed=seed, group=group, stratify=stratify,
                                     existing="replace" if resplit else "honour")
+        leak_group = None if group is None or str(group).lower() in ("case", "none") else look_up_option(
+            group, list(frame.columns), what="group column")
         report = check_leakage(frame, image_columns=manifest.image_columns, pixels=pixels, duplicates=duplicates,
-                               root=manifest.root)
+                               root=manifest.root, group=leak_group)
         columns = ["case_id", "patient", "label", "split", *manifest.image_columns, "row"]
         columns += [c for c in frame.columns if c not in columns]
         table = frame[columns]
