@@ -13,9 +13,12 @@ Example:
     >>> RunDir("runs/a").create_split(manifest, val=0.15, test=0.15, seed=0)  # doctest: +SKIP
 """
 
+from ._cache import CaseCache
 from ._leakage import LeakageReport, check_leakage
+from ._loader import CaseLoader, loader_from_config
 from ._manifest import Manifest
 from ._medmnist import import_medmnist
+from ._pipeline import encode_labels, load_arrays, make_dataset
 from ._phantoms import make_nodule_phantoms, make_triphasic_phantoms
 from ._rundir import RunDir, SealedTestSet
 from ._split import make_split
@@ -30,4 +33,10 @@ __all__ = [
     "import_medmnist",
     "make_triphasic_phantoms",
     "make_nodule_phantoms",
+    "CaseLoader",
+    "loader_from_config",
+    "CaseCache",
+    "make_dataset",
+    "encode_labels",
+    "load_arrays",
 ]
