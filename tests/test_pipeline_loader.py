@@ -173,3 +173,15 @@ def test_a_case_without_a_centre_value_is_named(nodules):
     with pytest.raises(InputError, match=rf"^row {case['row']} \(column 'center_y'\): expected the centre coordinate "
                                          r"to be a finite number"):
         loader(case)
+
+
+def test_a_series_without_a_centre_is_not_taken_as_channels(nodules):
+    case = nodules.cases.iloc[0]
+    for per_image in (Window.preset("lung"), Compose([Window.preset("lung"), Resize(32)])):
+        with pytest.raises(InputError, match=rf"^row {case['row']} \(column 'image'\): the file holds 12 frames or "
+                                             r"slices \(12x48x48, frames first\) .* Read one frame with "
+                                             r"read_options=\{'frame': k\}, or give center_columns"):
+            CaseLoader("image", per_image=per_image)(case)
+    # One slice of the series, chosen with the frame option, is a 2-D image.
+    x = CaseLoader("image", per_image=Window.preset("lung"), read_options={"frame": 6})(case)
+    assert x.shape == (48, 48, 1)

@@ -261,6 +261,7 @@ class CaseLoader:
 
     def _apply_per_image(self, image: ImageData, center, where: str) -> ImageData:
         if self.per_image is None:
+            self._refuse_frames_as_channels(image, image.array, where)
             return image
         args = () if center is None else (center,)
         try:
@@ -270,8 +271,29 @@ class CaseLoader:
         except Exception as exc:
             exc.add_note(f"while applying per_image to {where}")
             raise
+        out = np.asarray(getattr(out, "array", out), dtype=np.float32)
+        self._refuse_frames_as_channels(image, out, where)
         # Keep the reader's metadata so StackChannels can check the columns' geometry.
-        return ImageData(np.asarray(out, dtype=np.float32), image.meta)
+        return ImageData(out, image.meta)
+
+    def _refuse_frames_as_channels(self, image: ImageData, out: np.ndarray, where: str) -> None:
+        """Refuse a volume or multi-frame image that reaches the output still frames-first (Z x H x W).
+
+        Such an array would pass as one ``H x W x C`` image with slices as rows and columns as channels. A
+        transform that reduces the frames (a MIP, ``ExtractPlanes``) returns another layout and is accepted.
+        """
+        source = np.asarray(image.array)
+        meta = image.meta or {}
+        frames = (meta.get("num_frames") or 1) > 1 or meta.get("spacing") is not None
+        if not (frames and source.ndim == 3 and out.ndim == 3):
+            return
+        if out.shape[0] == source.shape[0] or out.shape[-1] == source.shape[-1]:
+            raise InputError(
+                f"{where}: the file holds {source.shape[0]} frames or slices ({'x'.join(map(str, source.shape))}, "
+                f"frames first) and per_image={describe_transform(self.per_image)} returned "
+                f"{'x'.join(map(str, out.shape))}, which is not one H x W x C image. Read one frame with "
+                f"read_options={{'frame': k}}, or give center_columns and start per_image with ExtractPlanes."
+            )
 
     def _check_output(self, x, case) -> np.ndarray:
         x = np.array(x, dtype=np.float32, copy=True)
