@@ -221,7 +221,7 @@ def _raise_collected(problems: list[TLRadiologyError], total: int) -> None:
         raise problems[0]
     kinds = {type(p) for p in problems}
     cls = kinds.pop() if len(kinds) == 1 else InputError
-    listed = "; ".join(str(p) for p in problems[:_MAX_LISTED])
+    listed = "; ".join(str(p).rstrip(". ") for p in problems[:_MAX_LISTED])
     more = f"; and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
     message = f"{len(problems)} of {total} cases could not be loaded: {listed}{more}."
     try:
