@@ -262,3 +262,12 @@ def test_a_file_in_place_of_the_cache_folder_is_refused(tmp_path):
     (tmp_path / "cache").write_text("x")
     with pytest.raises(InputError, match=r"Cache folder .*cache is a file, expected a folder"):
         CaseCache(tmp_path / "cache")
+
+
+def test_a_cache_folder_that_cannot_be_written_is_named_once(triphasic, tmp_path):
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    (folder / "cases").write_text("a file where the cache keeps its entries")
+    with pytest.raises(InputError, match=r"^Cannot write to the cache folder .*cache: .*\. Expected a folder you "
+                                         r"can write to with free space; choose another cache folder"):
+        CaseCache(folder).fill(triphasic.cases, liver_loader())

@@ -177,6 +177,10 @@ class _FingerprintIndex:
             self._conn = None
 
 
+class _CacheWriteError(InputError):
+    """The cache folder cannot be written (permissions, full disk): reported once, not once per case."""
+
+
 def check_same_shape(cases, shapes) -> tuple[int, ...]:
     """Return the one shape every case has, or fail naming the rows whose shape differs from the most common one.
 
@@ -363,8 +367,17 @@ class CaseCache:
         return shape
 
     def _write_entry(self, key: str, x: np.ndarray) -> None:
-        with atomic_path(self.entry_path(key)) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, x, allow_pickle=False)
+        try:
+            with atomic_path(self.entry_path(key)) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, x, allow_pickle=False)
+        except OSError as exc:
+            raise _CacheWriteError(self._write_failure(exc)) from None
+
+    def _write_failure(self, exc: OSError) -> str:
+        return (
+            f"Cannot write to the cache folder {self.folder}: {exc.strerror or exc}. Expected a folder you can write "
+            f"to with free space; choose another cache folder, free space, or fix its permissions."
+        )
 
     def get_or_load(self, case, loader: CaseLoader) -> np.ndarray:
         """The loaded case from the cache, loading and storing it first on a miss.
@@ -434,6 +447,8 @@ class CaseCache:
                             self._write_entry(key, x)
                             self.misses += 1
                             shape = x.shape
+                    except _CacheWriteError:
+                        raise  # every other case would fail the same way
                     except TLRadiologyError as exc:
                         problems.append(exc)
                         key, shape = "", ()
@@ -461,18 +476,21 @@ class CaseCache:
         stack = self._open_stack(path, expected)
         if stack is not None:
             return stack
-        with atomic_path(path) as tmp:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=expected)
-            for i, key in enumerate(keys):
-                x = self.read_entry(key)
-                if x is None or x.shape != tuple(shape):
-                    raise InputError(
-                        f"Cache entry {key} disappeared or changed while building a data set (is another process "
-                        f"clearing {self.folder}?). Run again."
-                    )
-                out[i] = x
-            out.flush()
-            del out
+        try:
+            with atomic_path(path) as tmp:
+                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=expected)
+                for i, key in enumerate(keys):
+                    x = self.read_entry(key)
+                    if x is None or x.shape != tuple(shape):
+                        raise InputError(
+                            f"Cache entry {key} disappeared or changed while building a data set (is another "
+                            f"process clearing {self.folder}?). Run again."
+                        )
+                    out[i] = x
+                out.flush()
+                del out
+        except OSError as exc:
+            raise _CacheWriteError(self._write_failure(exc)) from None
         stack = self._open_stack(path, expected)
         if stack is None:  # pragma: no cover - just written
             raise InputError(f"Cannot read back {path}; check the disk and run again.")
