@@ -271,3 +271,27 @@ def test_a_cache_folder_that_cannot_be_written_is_named_once(triphasic, tmp_path
     with pytest.raises(InputError, match=r"^Cannot write to the cache folder .*cache: .*\. Expected a folder you "
                                          r"can write to with free space; choose another cache folder"):
         CaseCache(folder).fill(triphasic.cases, liver_loader())
+
+
+def test_two_processes_can_fill_one_cache_at_once(triphasic, tmp_path):
+    backdate(triphasic.root)
+    script = textwrap.dedent(f"""
+        from tl_radiology.data import CaseCache, CaseLoader, Manifest
+        from tl_radiology.transforms import Compose, Resize, Window
+        cases = Manifest.from_csv({str(triphasic.source)!r}, image_columns={PHASES!r}).cases
+        loader = CaseLoader({PHASES!r}, per_image=Compose([Window(30.0, 150.0), Resize(24)]))
+        cache = CaseCache({str(tmp_path / 'cache')!r})
+        cache.fill(cases, loader)
+        print(cache.hits + cache.misses)
+    """)
+    children = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True) for _ in range(2)]
+    results = [child.communicate(timeout=120) for child in children]
+    assert [child.returncode for child in children] == [0, 0], results
+    assert [out.strip() for out, _ in results] == ["6", "6"]
+    cache = CaseCache(tmp_path / "cache")
+    cases, loader = triphasic.cases, liver_loader()
+    keys = cache.fill(cases, loader)
+    assert (cache.hits, cache.misses, cache.files_hashed) == (6, 0, 0)  # entries and fingerprints were shared
+    for key, (_, case) in zip(keys, cases.iterrows()):
+        np.testing.assert_array_equal(np.load(cache.entry_path(key)), loader(case))
