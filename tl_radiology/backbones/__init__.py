@@ -1,1 +1,41 @@
-"""(being written)"""
+"""Backbones: the registry of ImageNet CNNs, building them without their top, and their weights (offline).
+
+Each backbone has one :class:`BackboneSpec` record: constructor, preprocessing convention, default and minimum
+input size, pooled feature dimension, layer groups for unfreezing, and its Keras ImageNet weights file. Weights are
+never downloaded: ``"imagenet"`` means Keras' file already in Keras' cache folder (import it with
+:func:`import_weights` or ``tl-radiology weights import``).
+
+Example:
+    >>> from tl_radiology.backbones import get_backbone, list_backbones, build_backbone
+    >>> list_backbones("dense*")
+    ['densenet121', 'densenet169', 'densenet201']
+    >>> base = build_backbone("densenet121", input_shape=(64, 64, 3), weights=None)
+"""
+
+from ._registry import PREPROCESS_MODES, BackboneSpec, get_backbone, list_backbones, register_backbone
+from . import _catalog  # noqa: F401  (registers the built-in backbones)
+from ._build import build_backbone, check_input_shape
+from ._weights import (
+    import_weights,
+    keras_cache_dir,
+    load_weights_checked,
+    resolve_weights,
+    weights_identity,
+    weights_status,
+)
+
+__all__ = [
+    "BackboneSpec",
+    "PREPROCESS_MODES",
+    "register_backbone",
+    "get_backbone",
+    "list_backbones",
+    "build_backbone",
+    "check_input_shape",
+    "resolve_weights",
+    "weights_identity",
+    "weights_status",
+    "import_weights",
+    "keras_cache_dir",
+    "load_weights_checked",
+]

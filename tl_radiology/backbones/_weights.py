@@ -1,0 +1,397 @@
+"""Where backbone weights come from: Keras' ImageNet files (offline only), a local file, or none.
+
+Hospitals are often air-gapped, so nothing here downloads. ``weights="imagenet"`` means "Keras' ImageNet no-top
+file, already in Keras' cache folder" (``$KERAS_HOME/models``, else ``~/.keras/models``); when it is missing the
+build fails with :class:`~tl_radiology._errors.WeightsNotAvailableError` naming the file, the folder and the
+import command, never falling back to random weights. Files are copied in with :func:`import_weights`, which
+checks them against the backbone first.
+
+Every weights file is loaded strictly: each variable of the backbone must receive a value of its shape from the
+file (Keras' own loader only warns about variables a ``.weights.h5`` file lacks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+from .._atomic import atomic_path
+from .._errors import InputError, WeightsNotAvailableError
+from .._options import look_up_option
+from ._registry import BackboneSpec, get_backbone, list_backbones
+
+__all__ = [
+    "keras_cache_dir",
+    "resolve_weights",
+    "weights_identity",
+    "weights_status",
+    "import_weights",
+    "load_weights_checked",
+]
+
+_WEIGHTS_SUFFIXES = (".h5", ".hdf5")
+
+
+def keras_cache_dir() -> Path:
+    """The folder where Keras looks for downloaded application weights.
+
+    Keras' own rule (``keras.utils.get_file`` with ``cache_subdir="models"``): ``$KERAS_HOME`` as it was when
+    Keras was imported, else ``~/.keras``; when that folder is not writable, ``/tmp/.keras``; then ``models``.
+
+    Returns:
+        The ``models`` folder (it may not exist yet).
+    """
+    try:
+        from keras.src.backend.config import keras_home
+
+        base = keras_home()
+    except ImportError:  # pragma: no cover - older or reorganised Keras: the same rule, written out.
+        home = os.path.expanduser("~")
+        base = os.environ.get("KERAS_HOME") or os.path.join(home if os.access(home, os.W_OK) else "/tmp", ".keras")
+    base = os.path.expanduser(base)
+    if not os.access(base, os.W_OK):
+        base = os.path.join("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir(), ".keras")
+    return Path(base) / "models"
+
+
+# ------------------------------------------------------------------------------------------------ hashing
+
+_HASH_CACHE: dict[tuple, dict[str, str]] = {}
+
+
+def _file_hashes(path: Path) -> dict[str, str]:
+    """md5 (Keras publishes md5 for most files) and sha256 of a file, cached by path, size and mtime."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASH_CACHE:
+        md5, sha256 = hashlib.md5(), hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                md5.update(chunk)
+                sha256.update(chunk)
+        _HASH_CACHE[key] = {"md5": md5.hexdigest(), "sha256": sha256.hexdigest()}
+    return _HASH_CACHE[key]
+
+
+def _published_hash_ok(spec: BackboneSpec, path: Path) -> bool | None:
+    """Whether the file is byte-identical to Keras' published one; ``None`` when Keras publishes no hash."""
+    if not spec.weights_hash:
+        return None
+    hashes = _file_hashes(path)
+    algorithm = "sha256" if len(spec.weights_hash) == 64 else "md5"
+    return hashes[algorithm] == spec.weights_hash.lower()
+
+
+# ------------------------------------------------------------------------------------------------ resolving
+
+def _is_imagenet(weights) -> bool:
+    return isinstance(weights, str) and weights.strip().lower() == "imagenet"
+
+
+def _import_hint(spec: BackboneSpec) -> str:
+    return f"tl-radiology weights import {spec.weights_file} --backbone {spec.name}"
+
+
+def resolve_weights(backbone, weights) -> Path | None:
+    """Turn a ``weights`` option into a local file path, without downloading anything.
+
+    Args:
+        backbone: registry name or :class:`BackboneSpec`.
+        weights: ``"imagenet"`` (Keras' ImageNet no-top file in Keras' cache folder), a path to a weights file
+            (``.h5`` as Keras publishes, or ``.weights.h5`` as ``model.save_weights`` writes), or ``None``.
+
+    Returns:
+        The file's path, or ``None`` for ``weights=None``.
+
+    Raises:
+        WeightsNotAvailableError: ``"imagenet"`` and the file is not in Keras' cache (the message says which file,
+            where it must go, and the import command).
+        InputError: a path that does not exist or is not an HDF5 weights file.
+
+    Example:
+        >>> resolve_weights("resnet50", None) is None
+        True
+    """
+    spec = get_backbone(backbone)
+    if weights is None:
+        return None
+    if _is_imagenet(weights):
+        if not spec.weights_file:
+            raise WeightsNotAvailableError(
+                f"No ImageNet weights file is registered for backbone {spec.name!r}. Use weights=None or the path "
+                "of a weights file saved from this backbone."
+            )
+        path = keras_cache_dir() / spec.weights_file
+        if not path.is_file():
+            where = f" Download it on a machine with internet from {spec.weights_url}, then" if spec.weights_url else ""
+            raise WeightsNotAvailableError(
+                f"ImageNet weights for {spec.name} are not available offline: {spec.weights_file} is not in Keras' "
+                f"cache folder {path.parent}.{where} import it with `{_import_hint(spec)}` (it checks the file "
+                "and copies it there), or use weights=None to start from random weights."
+            )
+        return path
+    return _resolve_file(weights)
+
+
+def _resolve_file(weights) -> Path:
+    """Check a weights path given by the user and return it."""
+    if not isinstance(weights, (str, os.PathLike)):
+        raise InputError(
+            f"Expected weights to be 'imagenet', None or the path of a weights file; received {weights!r} of "
+            f"type {type(weights).__name__}."
+        )
+    path = Path(weights).expanduser()
+    if not path.exists():
+        text = os.fspath(weights)
+        if os.sep not in text and "." not in text:  # a mistyped name rather than a path: suggest the name
+            look_up_option(text, ["imagenet"], what="weights", fix="Or give the path of a weights file.")
+        raise InputError(
+            f"Weights file {path} not found. Expected 'imagenet', None or the path of an existing weights file "
+            "(.h5 or .weights.h5)."
+        )
+    if not path.is_file() or not path.name.lower().endswith(_WEIGHTS_SUFFIXES):
+        raise InputError(
+            f"Weights file {path} is not an HDF5 weights file. Expected a .h5 file as Keras publishes, or a "
+            ".weights.h5 file written by model.save_weights; for a .keras model, save its weights with "
+            "model.save_weights('name.weights.h5')."
+        )
+    return path
+
+
+def weights_identity(weights, backbone=None) -> dict:
+    """A JSON-able record of which weights a model started from, for ``model.json`` and feature caches.
+
+    Args:
+        weights: ``"imagenet"``, a path, or ``None`` (as given to :func:`build_backbone`).
+        backbone: the backbone's name; needed for ``"imagenet"`` (it tells which file).
+
+    Returns:
+        ``{"source": "imagenet" | "file" | "none", "file": path or None, "sha256": hex or None,
+        "published_hash_ok": True | False | None}``; ``published_hash_ok`` says whether an ImageNet file is
+        byte-identical to the one Keras publishes (``None`` where Keras publishes no hash, or for other sources).
+
+    Raises:
+        WeightsNotAvailableError, InputError: as :func:`resolve_weights`.
+
+    Example:
+        >>> weights_identity(None)
+        {'source': 'none', 'file': None, 'sha256': None, 'published_hash_ok': None}
+    """
+    if weights is None:
+        return {"source": "none", "file": None, "sha256": None, "published_hash_ok": None}
+    if _is_imagenet(weights):
+        if backbone is None:
+            raise InputError(
+                "weights_identity('imagenet') needs the backbone, because each backbone has its own ImageNet file. "
+                "Call weights_identity('imagenet', 'resnet50')."
+            )
+        spec = get_backbone(backbone)
+        path = resolve_weights(spec, weights)
+        return {
+            "source": "imagenet",
+            "file": str(path),
+            "sha256": _file_hashes(path)["sha256"],
+            "published_hash_ok": _published_hash_ok(spec, path),
+        }
+    path = _resolve_file(weights)
+    return {"source": "file", "file": str(path.resolve()), "sha256": _file_hashes(path)["sha256"],
+            "published_hash_ok": None}
+
+
+# ------------------------------------------------------------------------------------------------ strict loading
+
+_SHAPE_ERROR = re.compile(
+    r"variable\.shape=\(([^)]*)\), Received: value\.shape=\(([^)]*)\).*?Target variable: <Variable path=([^,>]+)",
+    re.S,
+)
+_LEGACY_SHAPE_ERROR = re.compile(r"Shape mismatch in layer #\d+ \(named ([^)]+)\)[^.]*?weight ([^.\s]+)\.?"
+                                 r".*?expects shape \(([^)]*)\).*?shape \(([^)]*)\)", re.S)
+
+
+def _reason(exc: Exception) -> str:
+    """Keras' loading error (several lines, sometimes huge) as one short clause."""
+    text = str(exc)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    total = re.search(r"A total of (\d+) objects could not be loaded", text)
+    match = _SHAPE_ERROR.search(text)
+    legacy = _LEGACY_SHAPE_ERROR.search(text)
+    if match:
+        expected, received, variable = match.groups()
+        reason = f"variable {variable} expects shape ({expected}), the file has ({received})"
+    elif legacy:
+        layer, variable, expected, received = legacy.groups()
+        reason = f"layer {layer} ({variable}) expects shape ({expected}), the file has ({received})"
+    elif total and len(lines) > 1:
+        reason = lines[1]  # the example Keras gives after its summary line
+    else:
+        reason = lines[0] if lines else type(exc).__name__
+    if total and int(total.group(1)) > 1:
+        reason = reason.rstrip(".") + f" ({total.group(1)} layers do not load)"
+    return reason.rstrip(".")
+
+
+def load_weights_checked(model, path, backbone) -> None:
+    """Load a weights file into a built backbone, requiring every variable to be filled with the right shape.
+
+    Args:
+        model: the backbone, built with ``weights=None``.
+        path: a ``.h5`` (Keras' published layout, matched by layer order) or ``.weights.h5`` file.
+        backbone: its name or spec, for the messages.
+
+    Raises:
+        InputError: the file does not fit: the message names the mismatching variable and both shapes, or the
+            variables the file lacks.
+    """
+    import numpy as np
+
+    spec = get_backbone(backbone)
+    path = Path(path)
+    fit = (
+        f"Expected a no-top weights file of {spec.name} (Keras' {spec.weights_file} or one saved from "
+        f"build_backbone('{spec.name}'))."
+    )
+    # Fill every float variable with NaN first: afterwards, a NaN left anywhere is a variable the file lacked.
+    floats = [v for v in model.weights if np.dtype(v.dtype).kind == "f"]
+    for variable in floats:
+        variable.assign(np.full(variable.shape, np.nan, dtype=variable.dtype))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.load_weights(path)
+    except (ValueError, KeyError, OSError, TypeError) as exc:
+        raise InputError(f"Weights file {path} does not fit backbone {spec.name}: {_reason(exc)}. {fit}") from None
+    missing = [v.path for v in floats if np.isnan(np.asarray(v.numpy())).any()]
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise InputError(
+            f"Weights file {path} does not fit backbone {spec.name}: {len(missing)} of its {len(floats)} variables "
+            f"are not in the file ({shown}). {fit}"
+        )
+
+
+def _is_legacy_h5(path: Path) -> bool:
+    """Whether a file is in Keras' published (legacy) layout, which Keras loads from a ``*_notop.h5`` name."""
+    import h5py
+
+    with h5py.File(path, "r") as fh:
+        return "layer_names" in fh.attrs or ("model_weights" in fh and "layer_names" in fh["model_weights"].attrs)
+
+
+# ------------------------------------------------------------------------------------------------ status / import
+
+def weights_status(pattern: str = "*") -> list[dict]:
+    """One row per registered backbone: its ImageNet file, whether it is in Keras' cache, and its hash check.
+
+    Args:
+        pattern: a wildcard over backbone names, as :func:`list_backbones`.
+
+    Returns:
+        A list of dicts with ``backbone``, ``file`` (name), ``path`` (where Keras looks), ``present``, ``size``
+        (bytes or ``None``), ``hash_ok`` (``True``/``False`` against Keras' published hash, ``None`` when the
+        file is absent or Keras publishes no hash) and ``url``.
+
+    Example:
+        >>> [row["present"] for row in weights_status("vgg16")]  # doctest: +SKIP
+        [False]
+    """
+    folder = keras_cache_dir()
+    rows = []
+    for name in list_backbones(pattern):
+        spec = get_backbone(name)
+        path = folder / spec.weights_file if spec.weights_file else None
+        present = bool(path and path.is_file())
+        rows.append({
+            "backbone": name,
+            "file": spec.weights_file,
+            "path": str(path) if path else None,
+            "present": present,
+            "size": path.stat().st_size if present else None,
+            "hash_ok": _published_hash_ok(spec, path) if present else None,
+            "url": spec.weights_url,
+        })
+    return rows
+
+
+def import_weights(file, backbone, *, overwrite: bool = False) -> dict:
+    """Check a weights file against a backbone and copy it to where Keras looks for its ImageNet weights.
+
+    What is checked: the file must load into a ``weights=None`` build of the backbone with every variable filled
+    and every shape matching (required). Its hash is compared with the one Keras publishes for the backbone's
+    ImageNet file (reported, not required: a converted or re-saved file has another hash but may be right;
+    ``weights_identity`` records the result in every model built from it).
+
+    A file in Keras' published layout is copied byte for byte; a ``.weights.h5`` file (``model.save_weights``)
+    is rewritten in that layout, since Keras reads its ``*_notop.h5`` name as one. The copy is atomic.
+
+    Args:
+        file: the weights file.
+        backbone: the registry name it belongs to.
+        overwrite: replace a different file already there (otherwise refused).
+
+    Returns:
+        ``{"backbone", "source", "path", "sha256", "published_hash_ok", "converted", "replaced", "unchanged"}``.
+
+    Raises:
+        InputError: the file is missing, is not a weights file, does not fit the backbone, or a different file is
+            already in place and ``overwrite`` is false.
+
+    Example:
+        >>> import_weights("vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", "vgg16")  # doctest: +SKIP
+    """
+    from ._build import build_backbone
+
+    spec = get_backbone(backbone)
+    if not spec.weights_file:
+        raise InputError(f"Backbone {spec.name!r} has no registered ImageNet weights file to import into.")
+    if file is None or _is_imagenet(file):
+        raise InputError(f"import_weights expects the path of a weights file; received {file!r}.")
+    source = _resolve_file(file)
+    check = build_backbone(spec.name, input_shape=(spec.min_size, spec.min_size, 3), weights=None)
+    load_weights_checked(check, source, spec)
+
+    target = keras_cache_dir() / spec.weights_file
+    legacy = _is_legacy_h5(source)
+    source_sha = _file_hashes(source)["sha256"]
+    replaced = False
+    if target.exists():
+        if legacy and target.is_file() and _file_hashes(target)["sha256"] == source_sha:
+            return _import_result(spec, source, target, converted=False, replaced=False, unchanged=True)
+        if not overwrite:
+            raise InputError(
+                f"{target} already holds a different {spec.name} weights file. Pass overwrite=True "
+                "(command line: --overwrite) to replace it, or keep it."
+            )
+        replaced = True
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if legacy:
+        with atomic_path(target) as tmp:
+            shutil.copyfile(source, tmp)
+    else:
+        import h5py
+        from keras.src.legacy.saving import legacy_h5_format
+
+        # Keras loads a "*_notop.h5" name with its legacy (layer-order) reader, so write that layout.
+        with atomic_path(target) as tmp:
+            with h5py.File(tmp, "w") as fh:
+                legacy_h5_format.save_weights_to_hdf5_group(fh, check)
+            verify = build_backbone(spec.name, input_shape=(spec.min_size, spec.min_size, 3), weights=None)
+            load_weights_checked(verify, tmp, spec)
+    return _import_result(spec, source, target, converted=not legacy, replaced=replaced, unchanged=False)
+
+
+def _import_result(spec, source, target, *, converted, replaced, unchanged) -> dict:
+    return {
+        "backbone": spec.name,
+        "source": str(source),
+        "path": str(target),
+        "sha256": _file_hashes(target)["sha256"],
+        "published_hash_ok": _published_hash_ok(spec, target),
+        "converted": converted,
+        "replaced": replaced,
+        "unchanged": unchanged,
+    }
