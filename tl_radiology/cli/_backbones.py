@@ -1,0 +1,73 @@
+"""``tl-radiology backbones [PATTERN]``: the backbone registry as a table."""
+
+from __future__ import annotations
+
+import json
+
+
+def register(subparsers, common) -> None:
+    parser = subparsers.add_parser(
+        "backbones",
+        parents=[common],
+        help="list the registered backbones (sizes, features, preprocessing, layer groups, weights)",
+        description=(
+            "List the registered backbones: default and minimum input size, pooled feature dimension, the "
+            "preprocessing their weights expect, their layer groups for unfreezing, and whether Keras' ImageNet "
+            "weights file is available offline (see `tl-radiology weights status`)."
+        ),
+    )
+    parser.add_argument("pattern", nargs="?", default="*",
+                        help="shell-style wildcard over names, e.g. 'dense*' or 'resnet*v2' (default: all)")
+    parser.add_argument("--json", action="store_true", help="print JSON records instead of a table")
+    parser.set_defaults(func=run)
+
+
+def format_table(headers, rows) -> str:
+    """Plain-text table with left-aligned columns (shared by the backbones and weights commands)."""
+    cells = [list(map(str, headers))] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def _groups(names) -> str:
+    return f"{names[0]}..{names[-1]} ({len(names)})" if len(names) > 1 else f"{names[0]} (1)"
+
+
+def run(args) -> int:
+    from tl_radiology._errors import InputError
+    from tl_radiology.backbones import get_backbone, list_backbones, weights_status
+
+    names = list_backbones(args.pattern)
+    if not names:
+        raise InputError(
+            f"No backbone matches {args.pattern!r}. Expected a wildcard such as 'dense*'; run "
+            "`tl-radiology backbones` to list them all."
+        )
+    present = {row["backbone"]: row["present"] for row in weights_status(args.pattern)}
+    records = []
+    for name in names:
+        spec = get_backbone(name)
+        preprocess = spec.preprocess if spec.preprocess != "none" else f"none (inside: {spec.builtin_preprocess})"
+        records.append({
+            "name": name,
+            "default_size": spec.default_size,
+            "min_size": spec.min_size,
+            "feature_dim": spec.feature_dim,
+            "preprocess": preprocess,
+            "layer_groups": list(spec.group_names),
+            "imagenet_weights_local": present.get(name, False),
+        })
+    if args.json:
+        print(json.dumps(records, indent=2))
+        return 0
+    headers = ["backbone", "default", "min", "features", "preprocess", "layer groups", "imagenet weights"]
+    rows = [
+        [r["name"], f"{r['default_size']}x{r['default_size']}", f"{r['min_size']}x{r['min_size']}",
+         r["feature_dim"], r["preprocess"], _groups(r["layer_groups"]),
+         "local" if r["imagenet_weights_local"] else "missing"]
+        for r in records
+    ]
+    print(format_table(headers, rows))
+    return 0

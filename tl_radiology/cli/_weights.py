@@ -1,0 +1,90 @@
+"""``tl-radiology weights status|import``: Keras' ImageNet weights files, offline."""
+
+from __future__ import annotations
+
+
+def register(subparsers, common) -> None:
+    parser = subparsers.add_parser(
+        "weights",
+        parents=[common],
+        help="check and import ImageNet weights files for offline use",
+        description=(
+            "Nothing is downloaded: weights='imagenet' uses Keras' ImageNet file only if it is already in Keras' "
+            "cache folder. `status` shows which files are there; `import` checks a file against a backbone and "
+            "copies it there."
+        ),
+    )
+    actions = parser.add_subparsers(dest="weights_command", metavar="ACTION", required=True)
+    status = actions.add_parser(
+        "status", parents=[common], help="one line per backbone: file, present, size, hash check",
+        description="Show Keras' weights folder and, per backbone, its ImageNet file, whether it is present, "
+                    "its size and whether it matches the hash Keras publishes.",
+    )
+    status.add_argument("pattern", nargs="?", default="*", help="wildcard over backbone names (default: all)")
+    status.set_defaults(func=run_status)
+    importer = actions.add_parser(
+        "import", parents=[common], help="check a weights file against a backbone and copy it where Keras looks",
+        description="Check FILE against the backbone (it must load with every layer's shapes matching; its hash "
+                    "is compared with Keras' published one and reported) and copy it atomically into Keras' "
+                    "weights folder under the backbone's ImageNet file name.",
+    )
+    importer.add_argument("file", metavar="FILE", help="the weights file (.h5 as Keras publishes, or .weights.h5)")
+    importer.add_argument("--backbone", required=True, help="the registered backbone the file belongs to")
+    importer.add_argument("--overwrite", action="store_true", help="replace a different file already in place")
+    importer.set_defaults(func=run_import)
+
+
+def _size(size) -> str:
+    if size is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+
+
+def _hash_text(hash_ok, present) -> str:
+    if not present:
+        return "-"
+    return {True: "matches Keras", False: "differs", None: "not published"}[hash_ok]
+
+
+def run_status(args) -> int:
+    from tl_radiology._errors import InputError
+    from tl_radiology.backbones import keras_cache_dir, list_backbones, weights_status
+
+    from ._backbones import format_table
+
+    if not list_backbones(args.pattern):
+        raise InputError(f"No backbone matches {args.pattern!r}. Run `tl-radiology weights status` to list all.")
+    rows = weights_status(args.pattern)
+    print(f"Keras weights folder: {keras_cache_dir()}")
+    print(format_table(
+        ["backbone", "file", "present", "size", "published hash"],
+        [[r["backbone"], r["file"], "yes" if r["present"] else "no", _size(r["size"]),
+          _hash_text(r["hash_ok"], r["present"])] for r in rows],
+    ))
+    missing = sum(not r["present"] for r in rows)
+    if missing:
+        print(f"{missing} of {len(rows)} missing: import a file with "
+              "`tl-radiology weights import FILE --backbone NAME`.")
+    return 0
+
+
+def run_import(args) -> int:
+    from tl_radiology._progress import status
+    from tl_radiology.backbones import import_weights
+
+    status(f"checking {args.file} against {args.backbone} ...")
+    result = import_weights(args.file, args.backbone, overwrite=args.overwrite)
+    verb = "already in place" if result["unchanged"] else ("replaced" if result["replaced"] else "imported")
+    how = " (rewritten in Keras' published layout)" if result["converted"] else ""
+    print(f"{verb}: {result['path']}{how}")
+    print(f"sha256 {result['sha256']}; Keras' published hash: "
+          f"{_hash_text(result['published_hash_ok'], True)}")
+    if result["published_hash_ok"] is False:
+        status(
+            f"warning: this file is not byte-identical to Keras' published {result['backbone']} ImageNet file; its "
+            "layers fit, and models built from it record published_hash_ok=false in their weights identity."
+        )
+    return 0
