@@ -11,6 +11,7 @@ Example:
 
 from ._bootstrap import bootstrap_ci
 from ._calibration import expected_calibration_error, reliability_curve
+from ._gradcam import class_activation_map, explain_target, grad_cam, overlay
 from ._metrics import binary_metrics, multiclass_metrics, multilabel_metrics, regression_metrics
 from ._plots import plot_bland_altman, plot_confusion_matrix, plot_pr, plot_reliability, plot_roc
 from ._threshold import ThresholdChoice, choose_threshold
@@ -33,4 +34,9 @@ __all__ = [
     "plot_reliability",
     "plot_confusion_matrix",
     "plot_bland_altman",
+    # explanations
+    "grad_cam",
+    "class_activation_map",
+    "explain_target",
+    "overlay",
 ]
