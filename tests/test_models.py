@@ -58,6 +58,12 @@ def _gray_images(size, n=2, seed=0):
     return np.random.default_rng(seed).uniform(0, 1, (n, size, size, 1)).astype("float32")
 
 
+def _first_conv_output(base, x):
+    """Output of a backbone's first convolution (found by structure): where input handling shows most directly."""
+    first = next(layer for layer in base.layers if isinstance(layer, keras.layers.Conv2D))
+    return np.asarray(keras.Model(base.input, first.output)(x))
+
+
 def _assert_close(actual, expected, rtol=1e-4):
     actual, expected = np.asarray(actual), np.asarray(expected)
     scale = max(np.abs(expected).max(), 1e-6)
@@ -110,7 +116,9 @@ def test_stem_backbone_on_gray_equals_original_backbone_on_replicated_gray(tmp_p
     stem_base = stem.get_layer("backbone")
     assert stem_base.input.shape[-1] == 1 and rgb_base.input.shape[-1] == 3
     gray = np.asarray(stem.get_layer("preprocess")(_gray_images(size)))  # a preprocessed gray image
-    expected = np.asarray(rgb_base(np.repeat(gray, 3, axis=-1), training=False))
+    rgb = np.repeat(gray, 3, axis=-1)
+    _assert_close(_first_conv_output(stem_base, gray), _first_conv_output(rgb_base, rgb))
+    expected = np.asarray(rgb_base(rgb, training=False))
     _assert_close(stem_base(gray, training=False), expected)
     assert np.abs(expected).max() > 0
 
@@ -131,17 +139,24 @@ def test_full_stem_model_equals_full_replicate_model_for_per_channel_identical_p
 
 def test_stem_adapts_efficientnet_normalization_exactly(tmp_path):
     """EfficientNet keeps its ImageNet mean/std as Normalization weights: they are spread like the kernel."""
-    weights, rgb = _random_backbone(tmp_path, "efficientnet_b0")
-    stem = build_model("efficientnet_b0", input_shape=(32, 32, 1), adapter="stem", weights=weights)
+    _, rgb = _random_backbone(tmp_path, "efficientnet_b0")
     norm = next(layer for layer in rgb.layers if isinstance(layer, keras.layers.Normalization))
+    norm.adapt_mean.assign(np.array([0.485, 0.456, 0.406], "float32"))  # distinct per channel, as ImageNet's
+    norm.adapt_variance.assign(np.array([0.229, 0.224, 0.225], "float32") ** 2)
+    norm.finalize_state()
+    weights = tmp_path / "efficientnet_b0_imagenet_like.weights.h5"
+    rgb.save_weights(weights)
+    stem = build_model("efficientnet_b0", input_shape=(32, 32, 1), adapter="stem", weights=weights)
     mean, variance = (np.asarray(w, dtype=np.float64) for w in norm.get_weights()[:2])
     scale, offset = 1 / np.sqrt(variance), -mean / np.sqrt(variance)
     gray = _gray_images(32) * 255.0  # the backbone's own input: 0..255
     # The RGB input whose normalised channels all equal the stem's normalised gray channel.
     target = scale.mean() * gray / 255.0 + offset.mean()
     rgb_input = (255.0 * (target - offset) / scale).astype("float32")
+    stem_base = stem.get_layer("backbone")
+    _assert_close(_first_conv_output(stem_base, gray), _first_conv_output(rgb, rgb_input))
     expected = np.asarray(rgb(rgb_input, training=False))
-    _assert_close(stem.get_layer("backbone")(gray, training=False), expected)
+    _assert_close(stem_base(gray, training=False), expected)
 
 
 def test_stem_with_four_channels_builds_a_four_channel_backbone(tmp_path):
@@ -186,34 +201,56 @@ def test_replicate_refuses_other_channel_counts_suggesting_the_other_adapters():
 # ------------------------------------------------------------------------------------------ heads
 
 HEADS = [
-    ("binary", None, (8, 1), "sigmoid", keras.losses.BinaryCrossentropy, ["accuracy", "auc"]),
-    ("multiclass", 3, (8, 3), "softmax", keras.losses.CategoricalCrossentropy, ["accuracy", "auc"]),
-    ("multilabel", 4, (8, 4), "sigmoid", keras.losses.BinaryCrossentropy, ["accuracy", "auc"]),
-    ("regression", 1, (8, 1), "linear", keras.losses.MeanSquaredError, ["mae", "rmse"]),
+    ("binary", None, 1, "sigmoid", keras.losses.BinaryCrossentropy, ["accuracy", "auc"]),
+    ("multiclass", 3, 3, "softmax", keras.losses.SparseCategoricalCrossentropy, ["accuracy", "auc"]),
+    ("multilabel", 4, 4, "sigmoid", keras.losses.BinaryCrossentropy, ["accuracy", "auc"]),
+    ("regression", 1, 1, "linear", keras.losses.MeanSquaredError, ["mae", "rmse"]),
 ]
 
 
-@pytest.mark.parametrize("task, num_classes, target_shape, activation, loss_type, metrics", HEADS)
-def test_heads_have_the_task_activation_loss_and_metrics_and_train(task, num_classes, target_shape, activation,
+def _labels(task, n, seed=0):
+    """Labels as the data pipeline encodes them (docs/ARCHITECTURE.md, "Label encoding")."""
+    rng = np.random.default_rng(seed)
+    return {
+        "binary": np.tile([0.0, 1.0], n // 2).astype("float32"),
+        "multiclass": np.arange(n, dtype="int64") % 3,
+        "multilabel": rng.integers(0, 2, (n, 4)).astype("float32"),
+        "regression": rng.normal(size=n).astype("float32"),
+    }[task]
+
+
+@pytest.mark.parametrize("task, num_classes, units, activation, loss_type, metrics", HEADS)
+def test_heads_have_the_task_activation_loss_and_metrics_and_train(task, num_classes, units, activation,
                                                                     loss_type, metrics):
     spec = TaskSpec(task, num_classes)
     model = build_model("vgg16", input_shape=(32, 32, 1), task=spec, dropout=0.2, dense_units=8, l2=1e-4)
     out = model.get_layer("predictions")
-    assert out.activation.__name__ == activation and model.output.shape == (None, target_shape[1])
+    assert out.activation.__name__ == activation and model.output.shape == (None, units)
     compile_model(model, learning_rate=1e-3)
     model.run_eagerly = True  # tiny data: tracing the train step would cost more than the steps
     assert isinstance(model.loss, loss_type)
-    rng = np.random.default_rng(0)
-    raw = {"binary": rng.integers(0, 2, 8), "multiclass": rng.integers(0, 3, 8),
-           "multilabel": rng.integers(0, 2, (8, 4)), "regression": rng.normal(size=8)}[task]
-    y = spec.encode_labels(raw)
-    assert y.shape == target_shape and y.dtype == np.float32
-    history = model.fit(_gray_images(32, n=8), y, epochs=2, batch_size=4, verbose=0).history
+    history = model.fit(_gray_images(32, n=8), _labels(task, 8), epochs=2, batch_size=4, verbose=0).history
     assert sorted(history) == sorted(["loss"] + metrics)
-    assert all(np.isfinite(history["loss"]))
+    assert all(np.isfinite(history["loss"])) and all(np.isfinite(history[metrics[1]]))
     assert len(model.losses) == 2  # L2 on the dense and the output kernels
     if task == "multiclass":
         np.testing.assert_allclose(np.asarray(model(_gray_images(32))).sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_multiclass_auc_is_the_macro_one_vs_rest_auc_of_integer_labels():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(30) % 3
+    scores = rng.dirichlet(np.ones(3), 30).astype("float32")
+    scores[np.arange(30), labels] += rng.uniform(0, 0.5, 30).astype("float32")
+    scores /= scores.sum(axis=1, keepdims=True)
+    metric = TaskSpec("multiclass", 3).make_metrics()[1]
+    metric.update_state(labels, scores)
+    assert float(metric.result()) == pytest.approx(roc_auc_score(labels, scores, multi_class="ovr"), abs=5e-3)
+    smoothed = TaskSpec("multiclass", 3).make_loss(label_smoothing=0.1)
+    plain = keras.losses.CategoricalCrossentropy(label_smoothing=0.1)
+    assert float(smoothed(labels, scores)) == pytest.approx(float(plain(np.eye(3)[labels], scores)), rel=1e-5)
 
 
 def test_task_spec_validates_sizes_and_labels():
@@ -226,10 +263,8 @@ def test_task_spec_validates_sizes_and_labels():
         TaskSpec("binary", 3)
     with pytest.raises(OptionError, match=r"Unknown task 'multiclas'\. Did you mean 'multiclass'"):
         TaskSpec("multiclas", 3)
-    with pytest.raises(InputError, match=r"integer class indices 0\.\.2 \(first at position 1: 3\)"):
-        TaskSpec("multiclass", 3).encode_labels([0, 3])
-    with pytest.raises(InputError, match=r"task='binary' expects 0/1 labels; received 2\.0 at position \(1, 0\)"):
-        TaskSpec("binary").encode_labels([1, 2])
+    with pytest.raises(InputError, match=r"task='binary' uses the loss 'binary_crossentropy'; received loss='mae'"):
+        TaskSpec("binary", loss="mae")
 
 
 def test_compile_model_optimizers_by_name():

@@ -169,6 +169,8 @@ def transfer_adapted_weights(source, target, num_channels: int) -> None:
         elif isinstance(dst, keras.layers.Normalization) and weights[0].shape != dst.get_weights()[0].shape:
             weights = _adapt_normalization(weights, num_channels)
         dst.set_weights(weights)
+        if hasattr(dst, "finalize_state"):  # Normalization reads its statistics from tensors made here
+            dst.finalize_state()
 
 
 def build_stem_backbone(backbone, input_shape, weights=None):

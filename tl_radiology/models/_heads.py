@@ -11,11 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 
 import keras
+from keras import ops
 
 from .._errors import InputError
 from .._options import look_up_option
 
-__all__ = ["TaskSpec", "TASKS"]
+__all__ = ["TaskSpec", "TASKS", "SparseAUC", "SmoothedSparseCategoricalCrossentropy"]
 
 TASKS = ("binary", "multiclass", "multilabel", "regression")
 _REGRESSION_LOSSES = ("mse", "mae")
@@ -25,19 +26,20 @@ _REGRESSION_LOSSES = ("mse", "mae")
 class TaskSpec:
     """A task type and its size: decides the head's units and activation, the loss and the metrics.
 
-    ============  ======================  ==================  ===================================  ===============
-    task          output                  activation          loss                                 metrics
-    ============  ======================  ==================  ===================================  ===============
-    binary        1 unit                  sigmoid             binary cross-entropy                 accuracy, auc
-    multiclass    ``num_classes`` units   softmax             categorical cross-entropy (one-hot)  accuracy, auc
-    multilabel    ``num_classes`` units   sigmoid per label   binary cross-entropy                 accuracy, auc
-    regression    ``num_classes`` units   linear              MSE (or MAE with ``loss="mae"``)     mae, rmse
-    ============  ======================  ==================  ===================================  ===============
+    ============  =====================  =================  ======================================  ============
+    task          output                 activation         loss                                    metrics
+    ============  =====================  =================  ======================================  ============
+    binary        1 unit                 sigmoid            binary cross-entropy                    accuracy, auc
+    multiclass    ``num_classes`` units  softmax            sparse categorical cross-entropy        accuracy, auc
+    multilabel    ``num_classes`` units  sigmoid per label  binary cross-entropy                    accuracy, auc
+    regression    ``num_classes`` units  linear             MSE (or MAE with ``loss="mae"``)        mae, rmse
+    ============  =====================  =================  ======================================  ============
 
-    Labels (what :meth:`encode_labels` returns and ``fit`` expects): binary 0/1 as ``(n, 1)``; multiclass
-    **one-hot** ``(n, K)`` (chosen over integer labels so Keras' AUC and label smoothing work unchanged);
-    multilabel 0/1 ``(n, K)``; regression values ``(n, K)``. Multiclass AUC is Keras' AUC over the flattened
-    one-hot matrix (micro-average); multilabel AUC is averaged over labels (``multi_label=True``).
+    Labels, as ``tl_radiology.data.encode_labels`` gives them (the contract in ``docs/ARCHITECTURE.md``): binary
+    float32 0/1 ``(n,)``; multiclass int64 class indices ``(n,)`` (sparse, not one-hot); multilabel float32
+    multi-hot ``(n, K)``; regression float32 ``(n,)`` (or ``(n, K)`` for K targets). AUC is ROC AUC: for
+    multiclass the macro average of one-vs-rest AUCs (:class:`SparseAUC`), for multilabel the macro average over
+    labels.
 
     Args:
         task: ``"binary"``, ``"multiclass"``, ``"multilabel"`` or ``"regression"``.
@@ -107,7 +109,7 @@ class TaskSpec:
         """The loss, as Keras names it."""
         if self.task == "regression":
             return self.loss or "mse"
-        return "categorical_crossentropy" if self.task == "multiclass" else "binary_crossentropy"
+        return "sparse_categorical_crossentropy" if self.task == "multiclass" else "binary_crossentropy"
 
     @property
     def metric_names(self) -> tuple[str, ...]:
@@ -127,7 +129,9 @@ class TaskSpec:
                 raise InputError("label_smoothing applies to classification tasks, not task='regression'. Remove it.")
             return keras.losses.MeanAbsoluteError() if self.loss == "mae" else keras.losses.MeanSquaredError()
         if self.task == "multiclass":
-            return keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+            if label_smoothing:
+                return SmoothedSparseCategoricalCrossentropy(label_smoothing=label_smoothing)
+            return keras.losses.SparseCategoricalCrossentropy()
         return keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
 
     def make_metrics(self) -> list:
@@ -135,7 +139,10 @@ class TaskSpec:
         if self.task == "regression":
             return [keras.metrics.MeanAbsoluteError(name="mae"), keras.metrics.RootMeanSquaredError(name="rmse")]
         if self.task == "multiclass":
-            return [keras.metrics.CategoricalAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")]
+            return [
+                keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+                SparseAUC(name="auc", multi_label=True, num_labels=self.num_classes),
+            ]
         if self.task == "multilabel":
             return [
                 keras.metrics.BinaryAccuracy(name="accuracy"),
@@ -143,66 +150,55 @@ class TaskSpec:
             ]
         return [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")]
 
-    def encode_labels(self, labels) -> np.ndarray:
-        """Turn labels into the float32 ``(n, units)`` targets this task's head is trained on.
-
-        Args:
-            labels: binary: 0/1 values (or booleans); multiclass: integer class indices 0..K-1; multilabel: an
-                ``(n, K)`` 0/1 matrix; regression: ``(n,)`` or ``(n, K)`` numbers.
-
-        Returns:
-            float32 array of shape ``(n, units)``.
-
-        Raises:
-            InputError: values outside what the task accepts (named, with the first offending position).
-
-        Example:
-            >>> TaskSpec("multiclass", num_classes=3).encode_labels([0, 2]).tolist()
-            [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
-        """
-        array = np.asarray(labels)
-        if self.task == "multiclass":
-            flat = array.reshape(-1)
-            bad = [i for i, v in enumerate(flat) if not _is_index(v, self.num_classes)]
-            if array.ndim != 1 or bad:
-                where = f" (first at position {bad[0]}: {_plain(flat[bad[0]])!r})" if bad else f" (shape {array.shape})"
-                raise InputError(
-                    f"task='multiclass' expects a 1-D sequence of integer class indices 0..{self.num_classes - 1}"
-                    f"{where}. Map class names to indices first."
-                )
-            return np.eye(self.num_classes, dtype=np.float32)[flat.astype(int)]
-        try:
-            values = array.astype(np.float32)
-        except (TypeError, ValueError):
-            raise InputError(f"task={self.task!r} expects numeric labels; received dtype {array.dtype}.") from None
-        if values.ndim == 1:
-            values = values[:, None]
-        if values.ndim != 2 or values.shape[1] != self.units:
-            raise InputError(
-                f"task={self.task!r} expects labels of shape (n,) or (n, {self.units}); received {array.shape}."
-            )
-        if not np.isfinite(values).all():
-            raise InputError(f"task={self.task!r} labels contain NaN or infinite values; remove or fill them.")
-        if self.task in ("binary", "multilabel") and not np.isin(values, (0.0, 1.0)).all():
-            position = tuple(int(i) for i in np.argwhere(~np.isin(values, (0.0, 1.0)))[0])
-            raise InputError(
-                f"task={self.task!r} expects 0/1 labels; received {_plain(values[position])!r} at position {position}."
-            )
-        return values
-
     def to_dict(self) -> dict:
         """A JSON-able record of this spec (``TaskSpec(**d)`` recreates it)."""
         return {"task": self.task, "num_classes": self.num_classes, "loss": self.loss}
 
 
-def _plain(value):
-    """A numpy scalar as the Python number it holds (for messages)."""
-    return value.item() if hasattr(value, "item") else value
+def _one_hot_labels(y_true, y_pred):
+    """Integer class labels ``(n,)`` or ``(n, 1)`` as one-hot rows matching softmax outputs ``(n, K)``."""
+    labels = ops.reshape(ops.cast(y_true, "int32"), (-1,))
+    return ops.one_hot(labels, ops.shape(y_pred)[-1], dtype=y_pred.dtype)
 
 
-def _is_index(value, num_classes: int) -> bool:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return False
-    return number.is_integer() and 0 <= number < num_classes
+@keras.saving.register_keras_serializable(package="tl_radiology")
+class SparseAUC(keras.metrics.AUC):
+    """Keras' ROC AUC for integer class labels against softmax outputs (labels one-hot encoded first).
+
+    With ``multi_label=True, num_labels=K`` (how :class:`TaskSpec` makes it) it is the macro average of the K
+    one-vs-rest AUCs, as ``sklearn.metrics.roc_auc_score(..., multi_class="ovr")``.
+
+    Example:
+        >>> metric = SparseAUC(name="auc", multi_label=True, num_labels=3)
+    """
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_pred = ops.convert_to_tensor(y_pred)
+        one_hot = _one_hot_labels(y_true, y_pred)
+        if sample_weight is not None:
+            weights = ops.reshape(ops.cast(sample_weight, y_pred.dtype), (-1, 1))
+            sample_weight = ops.broadcast_to(weights, ops.shape(one_hot))
+        return super().update_state(one_hot, y_pred, sample_weight=sample_weight)
+
+
+@keras.saving.register_keras_serializable(package="tl_radiology")
+class SmoothedSparseCategoricalCrossentropy(keras.losses.Loss):
+    """Categorical cross-entropy with label smoothing for integer class labels (Keras' sparse loss has none).
+
+    Args:
+        label_smoothing: in [0, 1): the one-hot target becomes ``(1 - s) * one_hot + s / K``.
+    """
+
+    def __init__(self, label_smoothing: float = 0.0, name: str = "sparse_categorical_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = float(label_smoothing)
+
+    def call(self, y_true, y_pred):
+        y_pred = ops.convert_to_tensor(y_pred)
+        one_hot = _one_hot_labels(y_true, y_pred)
+        return keras.losses.categorical_crossentropy(one_hot, y_pred, label_smoothing=self.label_smoothing)
+
+    def get_config(self):
+        config = super().get_config()
+        config["label_smoothing"] = self.label_smoothing
+        return config
