@@ -261,7 +261,13 @@ def test_weights_of_another_backbone_are_refused_naming_the_mismatch(tmp_path, e
     published_layout = _save_keras_published_layout(vgg19, tmp_path / "vgg19_notop.h5")
     with pytest.raises(InputError, match=r"does not fit backbone vgg16: Layer count mismatch .*expected 13 "):
         build_backbone("vgg16", input_shape=(32, 32, 3), weights=published_layout)
-    assert list(empty_keras_cache.iterdir()) == []  # nothing was imported
+    gray_vgg16 = _save_keras_published_layout(build_backbone("vgg16", (32, 32, 1)), tmp_path / "gray_notop.h5")
+    with pytest.raises(InputError, match=(
+        r"does not fit backbone vgg16: variable block1_conv1/kernel expects shape \(3, 3, 3, 64\), the file has "
+        r"\(3, 3, 1, 64\)\."
+    )):
+        build_backbone("vgg16", input_shape=(32, 32, 3), weights=gray_vgg16)
+    assert list(empty_keras_cache.glob("*")) == []  # nothing was imported
 
 
 def test_a_file_lacking_variables_is_refused_even_where_keras_only_warns(tmp_path):
@@ -305,3 +311,52 @@ def test_weights_status_reports_every_registered_backbone(empty_keras_cache):
     assert all(row["present"] is False for row in rows)
     assert {row["file"] for row in rows} >= {"vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
                                              "convnext_tiny_notop.h5"}
+
+
+def test_published_hash_match_is_reported(tmp_path, empty_keras_cache):
+    import hashlib
+
+    source = _save_keras_published_layout(_randomize(build_backbone("vgg16", (32, 32, 3))), tmp_path / "tiny.h5")
+
+    @register_backbone
+    def tiny_published():
+        """VGG16 under another name, whose "published" hash is this test's file. Default input 32x32; caffe."""
+        return BackboneSpec(
+            name="tiny_published", constructor=keras.applications.VGG16, preprocess="caffe", default_size=32,
+            min_size=32, feature_dim=512, layer_groups=(("features", r"^block"),), last_conv_layer="block5_conv3",
+            weights_file="tiny_published_notop.h5", weights_hash=hashlib.md5(source.read_bytes()).hexdigest(),
+        )
+
+    try:
+        assert import_weights(source, "tiny_published")["published_hash_ok"] is True
+        assert weights_status("tiny_published")[0]["hash_ok"] is True
+        assert weights_identity("imagenet", "tiny_published")["published_hash_ok"] is True
+    finally:
+        _registry._REGISTRY.pop("tiny_published", None)
+
+
+def test_efficientnet_imagenet_build_matches_keras_own_imagenet_model(tmp_path, empty_keras_cache, monkeypatch):
+    """Keras' ImageNet EfficientNet has an extra Rescaling that its weights=None build lacks; ours restores it."""
+    from keras.src.applications import efficientnet
+
+    original = _randomize(build_backbone("efficientnet_b0", (32, 32, 3)), seed=5)
+    norm = next(layer for layer in original.layers if isinstance(layer, keras.layers.Normalization))
+    norm.adapt_variance.assign(np.array([0.229, 0.224, 0.225], dtype="float32") ** 2)  # as in Keras' file
+    source = _save_keras_published_layout(original, tmp_path / "efficientnetb0_notop.h5")
+    import_weights(source, "efficientnet_b0")
+    cached = str(empty_keras_cache / "efficientnetb0_notop.h5")
+    # Keras' own weights="imagenet" path, with its download function pointed at the cached file (no network).
+    monkeypatch.setattr(efficientnet.file_utils, "get_file", lambda *args, **kwargs: cached)
+    keras_model = keras.applications.EfficientNetB0(include_top=False, weights="imagenet", input_shape=(32, 32, 3))
+    ours = build_backbone("efficientnet_b0", (32, 32, 3), weights="imagenet")
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+
+    def stem(model):  # the first convolution's output shows the input normalisation most directly
+        return np.asarray(keras.Model(model.input, model.get_layer("stem_conv").output)(x))
+
+    expected = stem(keras_model)
+    np.testing.assert_allclose(stem(ours), expected, rtol=0, atol=1e-4 * np.abs(expected).max())
+    final = np.asarray(keras_model(x))
+    np.testing.assert_allclose(np.asarray(ours(x)), final, rtol=0, atol=1e-4 * np.abs(final).max())
+    as_a_file = build_backbone("efficientnet_b0", (32, 32, 3), weights=source)  # a path: loaded as Keras does
+    assert np.abs(stem(as_a_file) - expected).max() > 0.1 * np.abs(expected).max()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from .._errors import InputError
 from ._registry import BackboneSpec, get_backbone, list_backbones
 from ._weights import _is_imagenet, _published_hash_ok, load_weights_checked, resolve_weights
@@ -69,7 +71,10 @@ def _construct(spec: BackboneSpec, shape, include_preprocessing: bool):
             )
         if spec.builtin_preprocess in ("tf", "torch"):
             kwargs["include_preprocessing"] = False
-    return spec.constructor(include_top=False, weights=None, input_shape=tuple(shape), **kwargs)
+    with warnings.catch_warnings():
+        # Keras warns about channel counts other than 1 and 3; the stem adapter builds them on purpose.
+        warnings.filterwarnings("ignore", message="This model usually expects 1 or 3 input channels")
+        return spec.constructor(include_top=False, weights=None, input_shape=tuple(shape), **kwargs)
 
 
 def build_backbone(name, input_shape=None, weights=None, *, include_preprocessing: bool = True):

@@ -355,10 +355,11 @@ def _efficientnet_imagenet_fixup(model) -> None:
 
     for layer in model.layers:
         if isinstance(layer, keras.layers.Normalization) and layer.weights:
-            variance = np.asarray(layer.variance)
+            variance = np.asarray(layer.adapt_variance)  # (channels,); layer.variance is its broadcast form
             if variance.shape[-1] != 3:  # the fix is defined for RGB only; adapted stems are fixed before adapting
                 continue
             layer.adapt_variance.assign(variance * np.asarray(_IMAGENET_STDDEV_RGB, dtype=variance.dtype))
+            layer.finalize_state()  # Normalization computes with tensors made from its variables at finalize time
             return
     raise RuntimeError(f"{model.name}: expected a Normalization layer with weights in EfficientNet")
 

@@ -209,8 +209,10 @@ _SHAPE_ERROR = re.compile(
     r"variable\.shape=\(([^)]*)\), Received: value\.shape=\(([^)]*)\).*?Target variable: <Variable path=([^,>]+)",
     re.S,
 )
-_LEGACY_SHAPE_ERROR = re.compile(r"Shape mismatch in layer #\d+ \(named ([^)]+)\)[^.]*?weight ([^.\s]+)\.?"
-                                 r".*?expects shape \(([^)]*)\).*?shape \(([^)]*)\)", re.S)
+_LEGACY_SHAPE_ERROR = re.compile(
+    r"Shape mismatch in .*?for weight (\S+)\. Weight expects shape \(([^)]*)\)\. Received saved weight with "
+    r"shape \(([^)]*)\)", re.S
+)
 
 
 def _reason(exc: Exception) -> str:
@@ -224,8 +226,8 @@ def _reason(exc: Exception) -> str:
         expected, received, variable = match.groups()
         reason = f"variable {variable} expects shape ({expected}), the file has ({received})"
     elif legacy:
-        layer, variable, expected, received = legacy.groups()
-        reason = f"layer {layer} ({variable}) expects shape ({expected}), the file has ({received})"
+        variable, expected, received = legacy.groups()
+        reason = f"variable {variable} expects shape ({expected}), the file has ({received})"
     elif total and len(lines) > 1:
         reason = lines[1]  # the example Keras gives after its summary line
     else:
