@@ -1,0 +1,476 @@
+"""Mode 1, fixed feature extraction: a pretrained backbone as a scikit-learn transformer, with a disk cache.
+
+``BackboneFeatures`` follows the scikit-learn estimator contract (``__init__`` stores its arguments, ``fit``
+validates and builds ``model_``, ``transform`` checks it is fitted), so it works in ``Pipeline``,
+``GridSearchCV`` and ``clone``. Its input is what the rest of the toolkit produces: images ``N x H x W x C`` in
+[0, 1]. ``make_classifier`` gives scikit-learn classifiers with defaults suited to a few hundred cases of
+512-2048 features.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import numbers
+import os
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from .. import __version__
+from .._atomic import atomic_write_bytes, atomic_write_text
+from .._errors import InputError
+from .._options import look_up_option
+from ._config import ADAPTERS, POOLINGS
+
+__all__ = ["BackboneFeatures", "FeatureCacheStats", "make_classifier", "CLASSIFIERS"]
+
+# Part of every cache key: a change in how features are computed or stored gives new entries.
+_FEATURE_CACHE_VERSION = 1
+# A value this far outside [0, 1] is not round-off: the images were not scaled (e.g. 0..255 pixels).
+_RANGE_TOLERANCE = 1e-3
+
+
+@dataclasses.dataclass
+class FeatureCacheStats:
+    """What :meth:`BackboneFeatures.transform` did, counted since ``fit``.
+
+    Attributes:
+        hits: images whose features were read from the cache.
+        misses: images whose features were computed (and, with a cache, written to it).
+        model_calls: batches run through the backbone.
+    """
+
+    hits: int = 0
+    misses: int = 0
+    model_calls: int = 0
+
+
+class BackboneFeatures(TransformerMixin, BaseEstimator):
+    """Turn images into a backbone's pooled features (fixed feature extraction), as a scikit-learn transformer.
+
+    The network is the toolkit's usual front end without a head: input adapter -> ``x * 255`` and the backbone's
+    own ``preprocess_input`` (inside the model) -> the backbone -> global pooling. Its weights never change.
+
+    Input ``X``: a float array of images ``N x H x W x C`` with values in [0, 1] (what ``CaseLoader`` /
+    ``load_arrays`` give). ``N x H x W`` is taken as gray images (``C = 1``). Anything else is refused with an
+    error saying why: 2-D tabular arrays (this transformer reads images), values outside [0, 1] (scale or
+    window first; 0-255 pixels: divide by 255), NaN or inf, or images of another size or channel count than
+    those seen by ``fit`` (when ``input_size`` is ``None``).
+
+    Args:
+        backbone: registry name (``tl_radiology.backbones.list_backbones()``).
+        weights: ``"imagenet"`` (Keras' file, offline), the path of a weights file, or ``None`` (random weights:
+            only for tests; random features carry little information).
+        input_size: resize images to ``input_size x input_size`` (bilinear, antialiased) before the backbone;
+            ``None`` uses the images' own size (at least the backbone's minimum).
+        adapter: ``"replicate"`` (gray copied to 3 channels), ``"projection"`` (a fixed 1x1 mapping to 3
+            channels, not trained here) or ``"stem"`` (the first convolution adapted to C channels).
+        pooling: ``"avg"`` or ``"max"``.
+        batch_size: images per forward pass.
+        cache_dir: a folder for the feature cache, or ``None``. Features are stored per image under a key made
+            of the backbone, the weights' identity (sha256 of the weights file; for random weights, of the
+            initialised values), adapter, pooling, input size and the image's own bytes (sha256), so the same
+            image costs nothing the second time and any change computes afresh. File names are hashes: no
+            patient data. Writes are atomic.
+
+    Attributes:
+        model_: the Keras feature extractor.
+        input_shape_: ``(H, W, C)`` the extractor takes.
+        n_features_out_: length of the feature vector (the backbone's feature dimension).
+        weights_identity_: ``tl_radiology.backbones.weights_identity`` of the starting weights.
+        extractor_key_: the cache key of the extractor (sha256 hex).
+        cache_stats_: a :class:`FeatureCacheStats`.
+
+    Example:
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> from sklearn.pipeline import Pipeline
+        >>> pipe = Pipeline([("features", BackboneFeatures("resnet50", weights="imagenet", input_size=224)),
+        ...                  ("clf", LogisticRegression(max_iter=2000))])
+        >>> pipe.fit(X_train, y_train).predict_proba(X_val)[:, 1]  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        backbone="resnet50",
+        weights=None,
+        input_size=None,
+        adapter="replicate",
+        pooling="avg",
+        batch_size=32,
+        cache_dir=None,
+    ):
+        self.backbone = backbone
+        self.weights = weights
+        self.input_size = input_size
+        self.adapter = adapter
+        self.pooling = pooling
+        self.batch_size = batch_size
+        self.cache_dir = cache_dir
+
+    # ------------------------------------------------------------------------------------------------ checks
+    def _validated_params(self) -> dict:
+        from ..backbones import get_backbone
+
+        spec = get_backbone(self.backbone)
+        adapter = look_up_option(self.adapter, ADAPTERS, what="adapter (BackboneFeatures.adapter)")
+        pooling = look_up_option(self.pooling, POOLINGS, what="pooling (BackboneFeatures.pooling)")
+        size = self.input_size
+        if size is not None and (
+            isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < spec.min_size
+        ):
+            raise InputError(
+                f"BackboneFeatures.input_size: expected None or an integer >= {spec.min_size} ({spec.name}'s "
+                f"minimum); received {size!r}."
+            )
+        batch = self.batch_size
+        if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
+            raise InputError(f"BackboneFeatures.batch_size: expected an integer >= 1; received {batch!r}.")
+        if self.cache_dir is not None and not isinstance(self.cache_dir, (str, os.PathLike)):
+            raise InputError(
+                f"BackboneFeatures.cache_dir: expected a folder path or None; received {self.cache_dir!r}."
+            )
+        return {"spec": spec, "adapter": adapter, "pooling": pooling, "input_size": None if size is None else int(size),
+                "batch_size": int(batch)}
+
+    @staticmethod
+    def _check_images(X) -> np.ndarray:
+        if hasattr(X, "to_numpy") and not isinstance(X, np.ndarray):
+            X = X.to_numpy()
+        try:
+            array = np.asarray(X)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"BackboneFeatures expects an array of images N x H x W x C; {exc}.") from None
+        if array.dtype == object or not np.issubdtype(array.dtype, np.number) or np.issubdtype(
+                array.dtype, np.complexfloating):
+            raise InputError(
+                f"BackboneFeatures expects a numeric array of images N x H x W x C in [0, 1]; received dtype "
+                f"{array.dtype}."
+            )
+        if array.ndim == 3:
+            array = array[..., None]
+        if array.ndim != 4:
+            what = " (a table of features, not images)" if array.ndim == 2 else ""
+            raise InputError(
+                f"BackboneFeatures expects images N x H x W x C (or N x H x W gray) in [0, 1]; received a "
+                f"{array.ndim}-D array of shape {array.shape}{what}. Load cases with load_arrays or CaseLoader."
+            )
+        if array.shape[0] == 0:
+            raise InputError(f"BackboneFeatures received 0 images (shape {array.shape}); give at least one.")
+        array = np.ascontiguousarray(array, dtype=np.float32)
+        if not np.isfinite(array).all():
+            raise InputError("BackboneFeatures received images with NaN or infinite values; fix or drop them.")
+        low, high = float(array.min()), float(array.max())
+        if low < -_RANGE_TOLERANCE or high > 1 + _RANGE_TOLERANCE:
+            hint = " (0-255 pixels? divide by 255)" if high > 1.5 and low >= 0 else ""
+            raise InputError(
+                f"BackboneFeatures expects image values in [0, 1]; received values in [{low:.4g}, {high:.4g}]{hint}. "
+                "Window or scale the images first (Window, ScaleIntensity)."
+            )
+        return np.clip(array, 0.0, 1.0)
+
+    # ------------------------------------------------------------------------------------------------ fit
+    def fit(self, X, y=None):
+        """Validate the parameters and ``X``, and build the feature extractor ``model_``.
+
+        Args:
+            X: images ``N x H x W x C`` in [0, 1] (their size and channels fix the extractor's input).
+            y: ignored (present for the Pipeline API).
+
+        Returns:
+            ``self``.
+
+        Raises:
+            InputError, OptionError: bad parameters or images (see the class docstring).
+        """
+        params = self._validated_params()
+        X = self._check_images(X)
+        height, width, channels = X.shape[1:]
+        size = params["input_size"]
+        shape = (size, size, channels) if size is not None else (height, width, channels)
+        self._build(shape, params)
+        return self
+
+    def _build(self, shape, params=None, weights_file=None):
+        """Build ``model_`` for ``shape``; ``weights_file``: the extractor's saved weights (random start)."""
+        import keras
+
+        from ..backbones import weights_identity
+        from ..models import build_model
+
+        params = params or self._validated_params()
+        spec = params["spec"]
+        full = build_model(spec.name, input_shape=tuple(shape), task="binary", adapter=params["adapter"],
+                           weights=self.weights, pooling=params["pooling"])
+        model = keras.Model(full.input, full.get_layer("pool").output, name=f"{spec.name}_features")
+        if weights_file is not None:
+            model.load_weights(weights_file)
+        self.model_ = model
+        self.input_shape_ = tuple(int(v) for v in shape)
+        self.n_features_out_ = int(model.output.shape[-1])
+        self.weights_identity_ = weights_identity(self.weights, spec.name)
+        if self.weights is None:
+            # Random weights differ at every build: key the cache by the values themselves.
+            digest = hashlib.sha256()
+            for w in model.get_weights():
+                digest.update(np.ascontiguousarray(w).tobytes())
+            weights_key = "random:" + digest.hexdigest()
+        else:
+            weights_key = self.weights_identity_["sha256"]
+        description = self._describe(params, weights_key)
+        self.extractor_key_ = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
+        self.cache_stats_ = FeatureCacheStats()
+        return self
+
+    def _describe(self, params, weights_key) -> dict:
+        import keras
+
+        return {
+            "cache_version": _FEATURE_CACHE_VERSION,
+            "backbone": params["spec"].name,
+            "weights": weights_key,
+            "adapter": params["adapter"],
+            "pooling": params["pooling"],
+            "input_size": params["input_size"],
+            "input_shape": list(self.input_shape_),
+            "keras": keras.__version__,
+        }
+
+    # ------------------------------------------------------------------------------------------------ transform
+    def transform(self, X):
+        """The pooled features of each image, float32 ``(N, n_features_out_)``, in the order of ``X``.
+
+        With ``cache_dir``, features of images seen before (same bytes, same extractor) are read from disk;
+        :attr:`cache_stats_` counts hits, misses and backbone calls.
+
+        Raises:
+            NotFittedError: ``fit`` was not called.
+            InputError: images that do not fit (see the class docstring).
+        """
+        check_is_fitted(self, "model_")
+        X = self._check_images(X)
+        height, width, channels = X.shape[1:]
+        if channels != self.input_shape_[2]:
+            raise InputError(
+                f"BackboneFeatures was fitted on {self.input_shape_[2]}-channel images; received {channels} "
+                "channels. Load the cases with the same loader as for fit."
+            )
+        if self.input_size is None and (height, width) != tuple(self.input_shape_[:2]):
+            raise InputError(
+                f"BackboneFeatures was fitted on {self.input_shape_[0]}x{self.input_shape_[1]} images; received "
+                f"{height}x{width}. Resize in the loader, or set input_size to resize inside."
+            )
+        out = np.empty((len(X), self.n_features_out_), dtype=np.float32)
+        folder = self._cache_folder()
+        todo = list(range(len(X)))
+        keys = None
+        if folder is not None:
+            keys = [self._image_key(x) for x in X]
+            todo = []
+            for i, key in enumerate(keys):
+                cached = self._read_cached(folder, key)
+                if cached is None:
+                    todo.append(i)
+                else:
+                    out[i] = cached
+                    self.cache_stats_.hits += 1
+        for start in range(0, len(todo), int(self.batch_size)):
+            index = todo[start:start + int(self.batch_size)]
+            features = self._compute(X[index])
+            out[index] = features
+            self.cache_stats_.misses += len(index)
+            if folder is not None:
+                for i, f in zip(index, features):
+                    self._write_cached(folder, keys[i], f)
+        return out
+
+    def _compute(self, batch: np.ndarray) -> np.ndarray:
+        if self.input_size is not None and batch.shape[1:3] != tuple(self.input_shape_[:2]):
+            import tensorflow as tf
+
+            batch = tf.clip_by_value(
+                tf.image.resize(batch, self.input_shape_[:2], method="bilinear", antialias=True), 0.0, 1.0
+            ).numpy()
+        self.cache_stats_.model_calls += 1
+        return np.asarray(self.model_.predict_on_batch(batch), dtype=np.float32).reshape(len(batch), -1)
+
+    # ------------------------------------------------------------------------------------------------ cache
+    def _cache_folder(self) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        folder = Path(self.cache_dir) / "features" / self.extractor_key_[:32]
+        description = folder / "extractor.json"
+        if not description.is_file():
+            params = self._validated_params()
+            info = self._describe(params, self.extractor_key_)
+            info["weights"] = {k: v for k, v in self.weights_identity_.items() if k != "file"}
+            info["tl_radiology_version"] = __version__
+            atomic_write_text(description, json.dumps(info, indent=2) + "\n")
+        return folder
+
+    @staticmethod
+    def _image_key(image: np.ndarray) -> str:
+        digest = hashlib.sha256()
+        digest.update(f"float32{image.shape}".encode())
+        digest.update(np.ascontiguousarray(image, dtype=np.float32).tobytes())
+        return digest.hexdigest()
+
+    def _entry(self, folder: Path, key: str) -> Path:
+        return folder / key[:2] / f"{key}.npy"
+
+    def _read_cached(self, folder: Path, key: str):
+        path = self._entry(folder, key)
+        try:
+            value = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            return None  # missing or damaged: computed again
+        if value.shape != (self.n_features_out_,) or value.dtype != np.float32:
+            return None
+        return value
+
+    def _write_cached(self, folder: Path, key: str, features: np.ndarray) -> None:
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(features, dtype=np.float32), allow_pickle=False)
+        try:
+            atomic_write_bytes(self._entry(folder, key), buffer.getvalue())
+        except OSError as exc:
+            raise InputError(
+                f"Cannot write to the feature cache {folder}: {exc.strerror or exc}. Choose a writable cache_dir "
+                "or cache_dir=None."
+            ) from None
+
+    # ------------------------------------------------------------------------------------------------ sklearn
+    def get_feature_names_out(self, input_features=None):
+        """Names of the output features: ``<backbone>_<pooling>_0`` ... (for ``set_output`` and inspection)."""
+        check_is_fitted(self, "model_")
+        prefix = f"{self.backbone}_{self.pooling}"
+        return np.asarray([f"{prefix}_{i}" for i in range(self.n_features_out_)], dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = []  # always float32 features, whatever the input dtype
+        tags.non_deterministic = self.weights is None  # random weights: each fit draws new ones
+        return tags
+
+
+# ---------------------------------------------------------------------------------------------------- classifiers
+
+def _logistic_regression():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    # Hundreds of cases and thousands of features are nearly always separable: regularise firmly (C=0.1).
+    return Pipeline([("scale", StandardScaler()), ("model", LogisticRegression(C=0.1, max_iter=5000))])
+
+
+def _svm():
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    # SVC(probability=True) is deprecated in scikit-learn 1.9; Platt scaling by cross-validation instead.
+    return Pipeline([
+        ("scale", StandardScaler()),
+        ("model", CalibratedClassifierCV(SVC(kernel="rbf", C=1.0, gamma="scale"), method="sigmoid", cv=5,
+                                         ensemble=False)),
+    ])
+
+
+def _random_forest():
+    from sklearn.ensemble import RandomForestClassifier
+
+    return RandomForestClassifier(n_estimators=300, max_features="sqrt", min_samples_leaf=2, n_jobs=1,
+                                  random_state=0)
+
+
+def _gradient_boosting():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    # Histogram boosting: fast on thousands of dense features; shallow trees and a small rate for few cases.
+    return HistGradientBoostingClassifier(learning_rate=0.05, max_iter=200, max_leaf_nodes=15, l2_regularization=1.0,
+                                          early_stopping=False, random_state=0)
+
+
+def _knn():
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return Pipeline([("scale", StandardScaler()), ("model", KNeighborsClassifier(n_neighbors=15, weights="distance"))])
+
+
+#: Classifier factories by name (each returns a new, unfitted estimator).
+CLASSIFIERS = {
+    "logistic_regression": _logistic_regression,
+    "svm": _svm,
+    "random_forest": _random_forest,
+    "gradient_boosting": _gradient_boosting,
+    "knn": _knn,
+}
+
+# Where make_classifier's keyword arguments go inside each estimator.
+_PARAM_PREFIX = {
+    "logistic_regression": "model__",
+    "svm": "model__estimator__",
+    "random_forest": "",
+    "gradient_boosting": "",
+    "knn": "model__",
+}
+
+
+def make_classifier(name: str, **params):
+    """A new scikit-learn classifier for fixed features, by name, with defaults for a few hundred cases.
+
+    ======================  ================================================================  ====================
+    name                    estimator (defaults)                                              GridSearchCV prefix
+    ======================  ================================================================  ====================
+    ``logistic_regression``  ``StandardScaler`` + ``LogisticRegression(C=0.1, max_iter=5000)``  ``model__``
+    ``svm``                 ``StandardScaler`` + ``CalibratedClassifierCV(SVC(rbf, C=1), cv=5)``  ``model__estimator__``
+    ``random_forest``       ``RandomForestClassifier(n_estimators=300, min_samples_leaf=2)``   (none)
+    ``gradient_boosting``   ``HistGradientBoostingClassifier(learning_rate=0.05, max_iter=200)``  (none)
+    ``knn``                 ``StandardScaler`` + ``KNeighborsClassifier(15, weights="distance")``  ``model__``
+    ======================  ================================================================  ====================
+
+    Every one has ``predict_proba``. Scaling matters for the linear, kernel and distance models because pooled
+    CNN features differ in scale by orders of magnitude between channels.
+
+    Args:
+        name: one of the names above.
+        **params: parameters of the classifier itself (``C=0.5``, ``n_estimators=500``), set where they belong.
+            In a ``GridSearchCV`` over a ``Pipeline`` step named ``clf``, the parameter is
+            ``clf__`` + the prefix above + its name (``clf__model__C``).
+
+    Returns:
+        A new unfitted estimator.
+
+    Raises:
+        OptionError: an unknown name (with close matches).
+        InputError: a parameter the classifier does not have.
+
+    Example:
+        >>> make_classifier("logistic_regression", C=1.0).named_steps["model"].C
+        1.0
+    """
+    canonical = look_up_option(name, list(CLASSIFIERS), what="classifier")
+    estimator = CLASSIFIERS[canonical]()
+    if params:
+        prefix = _PARAM_PREFIX[canonical]
+        own = sorted(k[len(prefix):] for k in estimator.get_params() if k.startswith(prefix)
+                     and "__" not in k[len(prefix):])
+        changes = {}
+        for param, value in params.items():
+            if param not in own:
+                look_up_option(param, own, what=f"parameter of classifier {canonical!r}")  # raises or finds it
+                raise InputError(
+                    f"Classifier {canonical!r} has no parameter {param!r} (names are case-sensitive); "
+                    f"available: {', '.join(own)}."
+                )
+            changes[prefix + param] = value
+        estimator.set_params(**changes)
+    return estimator

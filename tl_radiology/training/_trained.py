@@ -1,0 +1,542 @@
+"""``TrainedModel``: the model a run saves and ``evaluate`` / ``predict`` load later.
+
+The contract between training and evaluation. A run directory holds ``model.json`` (what the model is: task,
+classes, the loader's preprocessing, input shape, the weights it started from, its training configuration, the
+threshold chosen on validation, when and by which version it was made, and the sha256 of every artefact) and the
+artefacts of its kind:
+
+=========  ==============================================================================================
+kind       artefacts
+=========  ==============================================================================================
+keras      ``model.keras`` (a fine-tuned network; loaded with ``keras.saving.load_model(safe_mode=True)``)
+features   ``classifier.joblib`` (the fitted scikit-learn classifier) + the ``BackboneFeatures`` settings in
+           ``model.json``; ``feature_extractor.weights.h5`` when the backbone started from random weights
+ensemble   ``members/0``, ``members/1``, ... each a saved ``TrainedModel``; probabilities are averaged
+=========  ==============================================================================================
+
+A joblib file can run code when it is loaded, so ``classifier.joblib`` is read only from the run directory
+itself and only if its sha256 is the one recorded in ``model.json``; every other artefact is checked the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .. import __version__
+from .._atomic import atomic_path, atomic_write_json
+from .._errors import InputError, RunDirError
+from .._options import look_up_option
+
+__all__ = ["TrainedModel", "MODEL_JSON", "KINDS"]
+
+MODEL_JSON = "model.json"
+KERAS_FILE = "model.keras"
+CLASSIFIER_FILE = "classifier.joblib"
+EXTRACTOR_FILE = "feature_extractor.weights.h5"
+MEMBERS_DIR = "members"
+FORMAT_VERSION = 1
+KINDS = ("keras", "features", "ensemble")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def _task_spec(task):
+    from ..models import TaskSpec
+
+    if isinstance(task, TaskSpec):
+        return task
+    if isinstance(task, dict):
+        return TaskSpec(**task)
+    raise InputError(f"Expected task to be a TaskSpec or its dict; received {task!r}.")
+
+
+def _loader_config(loader) -> dict | None:
+    if loader is None or isinstance(loader, dict):
+        return None if loader is None else dict(loader)
+    if hasattr(loader, "get_config"):
+        return loader.get_config()
+    raise InputError(
+        f"Expected loader to be a CaseLoader, its get_config() dict or None; received {type(loader).__name__}."
+    )
+
+
+class TrainedModel:
+    """A trained model with everything needed to use it later on new cases.
+
+    Build one with :meth:`from_keras`, :meth:`from_features` or :meth:`ensemble`; save it with :meth:`save`
+    and read it back with :meth:`load`.
+
+    Attributes:
+        kind: ``"keras"``, ``"features"`` or ``"ensemble"``.
+        task: the ``TaskSpec`` (task type and number of outputs).
+        classes: class (or label) names in output order, or ``None``.
+        positive_class: for binary tasks, ``classes[1]`` (the class whose probability is predicted).
+        loader_config: ``CaseLoader.get_config()`` of the loader the training cases went through (``predict``
+            rebuilds it with ``loader_from_config``), or ``None``.
+        input_shape: ``(H, W, C)`` the model takes.
+        weights: ``weights_identity`` of the backbone's starting weights (for an ensemble: one per member).
+        training_config: how it was trained (``FineTuneConfig.to_dict()`` or the feature settings and classifier).
+        threshold: the decision threshold chosen on validation (``choose_threshold(...).to_dict()``), or ``None``.
+        created: creation time (UTC, ISO 8601).
+        toolkit_version: the tl_radiology version that trained it.
+
+    Example:
+        >>> trained = result.to_trained_model(loader=loader)  # doctest: +SKIP
+        >>> trained.set_threshold(choose_threshold(y_val, trained.predict_proba(x_val)))  # doctest: +SKIP
+        >>> trained.save("runs/a")  # doctest: +SKIP
+        >>> TrainedModel.load("runs/a").predict_proba(x_new)  # doctest: +SKIP
+    """
+
+    def __init__(self, kind: str, *, task, classes=None, loader_config=None, input_shape=None, weights=None,
+                 training_config=None, threshold=None, created=None, toolkit_version=None, model=None,
+                 features=None, classifier=None, members=None):
+        self.kind = look_up_option(kind, KINDS, what="trained-model kind")
+        self.task = _task_spec(task)
+        self.classes = None if classes is None else [str(c) for c in classes]
+        if self.classes is not None:
+            if self.task.task == "binary" and len(self.classes) != 2:
+                raise InputError(f"A binary model needs 2 classes (negative, positive); received {self.classes}.")
+            if self.task.task in ("multiclass", "multilabel") and len(self.classes) != self.task.num_classes:
+                raise InputError(
+                    f"The model has {self.task.num_classes} outputs but {len(self.classes)} classes were given "
+                    f"({self.classes}); give one name per output."
+                )
+        self.loader_config = loader_config
+        self.input_shape = None if input_shape is None else [int(v) for v in input_shape]
+        self.weights = weights
+        self.training_config = dict(training_config or {})
+        self.threshold = None
+        if threshold is not None:
+            self.set_threshold(threshold)
+        self.created = created or _now()
+        self.toolkit_version = toolkit_version or __version__
+        self.model = model
+        self.features = features
+        self.classifier = classifier
+        self.members = list(members or [])
+
+    @property
+    def positive_class(self) -> str | None:
+        """The class whose probability a binary model predicts (``classes[1]``)."""
+        return self.classes[1] if self.task.task == "binary" and self.classes else None
+
+    def __repr__(self) -> str:
+        extra = f", members={len(self.members)}" if self.kind == "ensemble" else ""
+        return f"TrainedModel(kind={self.kind!r}, task={self.task.task!r}, classes={self.classes}{extra})"
+
+    # ------------------------------------------------------------------------------------------------ building
+    @classmethod
+    def from_keras(cls, model, *, task=None, classes=None, loader=None, training_config=None, weights=None):
+        """A trained model of kind ``"keras"`` from a fine-tuned network.
+
+        Args:
+            model: the Keras model (its input is the loader's output, float32 in [0, 1]).
+            task: its ``TaskSpec``; default: the one ``build_model`` recorded.
+            classes: class names in output order.
+            loader: the ``CaseLoader`` (or its config) the cases were loaded with.
+            training_config: a JSON-able record of the training (``FineTuneConfig.to_dict()``).
+            weights: ``weights_identity`` of the starting weights; default: the one ``build_model`` recorded.
+                Required for a model not built in this process.
+
+        Raises:
+            InputError: the starting weights are unknown.
+        """
+        from ..models import model_info
+
+        try:
+            info = model_info(model)
+        except InputError:
+            info = None
+        if weights is None:
+            if info is None:
+                raise InputError(
+                    "Every trained model records which weights it started from: pass weights=weights_identity(...) "
+                    "for a model not built by build_model in this process."
+                )
+            weights = info["weights"]
+        if task is None:
+            if info is None:
+                raise InputError("Pass task=TaskSpec(...) for a model not built by build_model in this process.")
+            task = info["task"]
+        return cls("keras", task=task, classes=classes, loader_config=_loader_config(loader),
+                   input_shape=tuple(model.input_shape[1:]), weights=weights, training_config=training_config,
+                   model=model)
+
+    @classmethod
+    def from_features(cls, features, classifier=None, *, task="binary", classes=None, loader=None,
+                      training_config=None):
+        """A trained model of kind ``"features"``: a fitted ``BackboneFeatures`` and a fitted classifier.
+
+        Args:
+            features: a fitted :class:`~tl_radiology.training.BackboneFeatures`, or a fitted ``Pipeline`` whose
+                first step is one (the remaining steps are then the classifier).
+            classifier: the fitted scikit-learn estimator on the features (``None`` with a pipeline).
+            task: ``"binary"``, ``"multiclass"``, ``"multilabel"`` or ``"regression"`` (or a ``TaskSpec``).
+            classes: class names in output order; for binary, the second is the positive class. The
+                classifier's ``classes_`` may be indices (0, 1, ...) or these names.
+            loader: the ``CaseLoader`` (or its config).
+            training_config: a JSON-able record of how it was trained.
+        """
+        from sklearn.pipeline import Pipeline
+        from sklearn.utils.validation import check_is_fitted
+
+        from ..models import TaskSpec
+        from ._features import BackboneFeatures
+
+        if isinstance(features, Pipeline):
+            if classifier is not None:
+                raise InputError("Give either a fitted Pipeline (features + classifier) or features and a classifier.")
+            first = features.steps[0][1]
+            rest = features.steps[1:]
+            if not isinstance(first, BackboneFeatures) or not rest:
+                raise InputError(
+                    "Expected a Pipeline whose first step is BackboneFeatures followed by a classifier."
+                )
+            classifier = rest[0][1] if len(rest) == 1 else Pipeline(rest)
+            features = first
+        if not isinstance(features, BackboneFeatures):
+            raise InputError(f"Expected a fitted BackboneFeatures; received {type(features).__name__}.")
+        check_is_fitted(features, "model_")
+        if classifier is None:
+            raise InputError("from_features needs the fitted classifier (or a fitted Pipeline).")
+        check_is_fitted(classifier)
+        if not isinstance(task, TaskSpec):
+            num = None if task == "binary" else (len(classes) if classes is not None else None)
+            if num is None and task in ("multiclass", "multilabel"):
+                classes_ = getattr(classifier, "classes_", None)
+                num = len(classes_) if classes_ is not None and task == "multiclass" else None
+            task = TaskSpec(task, num)
+        config = {"mode": "features", "features": _features_params(features),
+                  "classifier": _describe_estimator(classifier)}
+        config.update(training_config or {})
+        return cls("features", task=task, classes=classes, loader_config=_loader_config(loader),
+                   input_shape=features.input_shape_, weights=features.weights_identity_, training_config=config,
+                   features=features, classifier=classifier)
+
+    @classmethod
+    def ensemble(cls, members: Sequence["TrainedModel"], *, training_config=None):
+        """A trained model averaging the probabilities (or values) of several trained models of one task.
+
+        Members must share the task, the classes and the input shape; they may differ in kind and backbone.
+
+        Raises:
+            InputError: fewer than two members, or members that disagree.
+        """
+        members = list(members)
+        if len(members) < 2 or not all(isinstance(m, TrainedModel) for m in members):
+            raise InputError("An ensemble needs at least two TrainedModel members.")
+        first = members[0]
+        for i, member in enumerate(members[1:], start=1):
+            for what in ("task", "classes", "input_shape"):
+                a, b = getattr(first, what), getattr(member, what)
+                if (a.to_dict() if what == "task" else a) != (b.to_dict() if what == "task" else b):
+                    raise InputError(
+                        f"Ensemble member {i} has {what} {b if what != 'task' else b.to_dict()} but member 0 has "
+                        f"{a if what != 'task' else a.to_dict()}; members must agree."
+                    )
+        loaders = [m.loader_config for m in members]
+        return cls("ensemble", task=first.task, classes=first.classes,
+                   loader_config=loaders[0] if all(c == loaders[0] for c in loaders) else None,
+                   input_shape=first.input_shape, weights=[m.weights for m in members],
+                   training_config={"mode": "ensemble", **(training_config or {})}, members=members)
+
+    def set_threshold(self, choice) -> "TrainedModel":
+        """Record the decision threshold chosen on validation (``ThresholdChoice`` or its ``to_dict()``)."""
+        if hasattr(choice, "to_dict"):
+            choice = choice.to_dict()
+        if not isinstance(choice, dict):
+            raise InputError(
+                f"Expected the threshold as choose_threshold(...) or its to_dict(); received {type(choice).__name__}."
+            )
+        if self.task.task == "binary":
+            value = choice.get("threshold")
+            if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+                raise InputError(f"Expected a threshold in [0, 1] in the choice; received {value!r}.")
+        self.threshold = dict(choice)
+        return self
+
+    # ------------------------------------------------------------------------------------------------ predicting
+    def predict_proba(self, x, *, batch_size: int = 32) -> np.ndarray:
+        """Predict for images ``N x H x W x C`` in [0, 1] (as the saved loader gives them).
+
+        Returns:
+            binary: ``(n,)`` probability of :attr:`positive_class`; multiclass: ``(n, K)``; multilabel:
+            ``(n, L)``; regression: ``(n,)`` values (``(n, K)`` for K targets).
+        """
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim == 3:
+            x = x[..., None]
+        if x.ndim != 4:
+            raise InputError(f"predict_proba expects images N x H x W x C; received shape {x.shape}.")
+        if self.input_shape is not None and list(x.shape[1:]) != self.input_shape:
+            raise InputError(
+                f"The model takes {'x'.join(map(str, self.input_shape))} images; received "
+                f"{'x'.join(map(str, x.shape[1:]))}. Load the cases with the saved loader (loader_config)."
+            )
+        if self.kind == "keras":
+            out = np.asarray(self.model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
+        elif self.kind == "features":
+            out = self._classifier_output(self.features.transform(x))
+        else:
+            out = np.mean([m.predict_proba(x, batch_size=batch_size) for m in self.members], axis=0)
+        return self._shape_output(out)
+
+    def _shape_output(self, out: np.ndarray) -> np.ndarray:
+        if self.task.task in ("binary", "regression") and out.ndim == 2 and out.shape[1] == 1:
+            return out[:, 0]
+        return out
+
+    def _classifier_output(self, features: np.ndarray) -> np.ndarray:
+        clf = self.classifier
+        task = self.task.task
+        if task == "regression":
+            return np.asarray(clf.predict(features), dtype=np.float64)
+        proba = clf.predict_proba(features)
+        if task == "multilabel":
+            if isinstance(proba, list):  # MultiOutputClassifier: one (n, 2) array per label
+                proba = np.stack([p[:, 1] for p in proba], axis=1)
+            return np.asarray(proba, dtype=np.float64)
+        proba = np.asarray(proba, dtype=np.float64)
+        order = self._class_columns(list(clf.classes_))
+        return proba[:, order[1]] if task == "binary" else proba[:, order]
+
+    def _class_columns(self, fitted) -> list[int]:
+        """Columns of ``predict_proba`` in this model's class order (the classifier may use indices or names)."""
+        n = 2 if self.task.task == "binary" else self.task.num_classes
+        names = [str(c) for c in fitted]
+        if self.classes is not None and set(self.classes) <= set(names):
+            return [names.index(c) for c in self.classes]
+        try:
+            as_int = [int(c) for c in fitted]
+        except (TypeError, ValueError):
+            as_int = None
+        if as_int is not None and set(range(n)) <= set(as_int):
+            return [as_int.index(i) for i in range(n)]
+        if len(fitted) == n:
+            return list(range(n))
+        raise InputError(
+            f"The classifier's classes {names} do not match the model's classes {self.classes}; fit it on the "
+            "class indices or on these names."
+        )
+
+    def predict_cases(self, cases, *, batch_size: int = 32) -> np.ndarray:
+        """Load cases with the saved loader and predict (as :meth:`predict_proba`), in row order.
+
+        Nothing is written to a cache (safe for a sealed test set). Ensemble members whose loaders differ
+        each load the cases with their own.
+        """
+        if self.kind == "ensemble" and self.loader_config is None:
+            return self._shape_output(np.mean([m.predict_cases(cases, batch_size=batch_size) for m in self.members],
+                                              axis=0))
+        if self.loader_config is None:
+            raise InputError(
+                "This model was saved without its loader, so cases cannot be loaded the way it was trained. Load "
+                "the images yourself and call predict_proba."
+            )
+        from ..data import load_arrays, loader_from_config
+
+        x, _ = load_arrays(cases, loader_from_config(self.loader_config), cache=None)
+        return self.predict_proba(x, batch_size=batch_size)
+
+    # ------------------------------------------------------------------------------------------------ saving
+    def to_dict(self) -> dict[str, Any]:
+        """The ``model.json`` record without the artefact checksums."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "kind": self.kind,
+            "task": self.task.to_dict(),
+            "classes": self.classes,
+            "positive_class": self.positive_class,
+            "loader": self.loader_config,
+            "input_shape": self.input_shape,
+            "weights": self.weights,
+            "training_config": self.training_config,
+            "threshold": self.threshold,
+            "created": self.created,
+            "toolkit_version": self.toolkit_version,
+        }
+
+    def save(self, run_dir) -> Path:
+        """Write ``model.json`` and the artefacts into ``run_dir`` (each file atomically; ``model.json`` last).
+
+        Returns:
+            The path of ``model.json``.
+        """
+        import keras
+
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        artefacts: dict[str, dict] = {}
+        record = self.to_dict()
+        record["keras_version"] = keras.__version__
+        if self.kind == "keras":
+            save_keras_model(self.model, run_dir / KERAS_FILE)
+            artefacts[KERAS_FILE] = {"sha256": _sha256(run_dir / KERAS_FILE)}
+        elif self.kind == "features":
+            import joblib
+
+            with atomic_path(run_dir / CLASSIFIER_FILE) as tmp:
+                joblib.dump(self.classifier, tmp)
+            artefacts[CLASSIFIER_FILE] = {"sha256": _sha256(run_dir / CLASSIFIER_FILE)}
+            if self.features.weights is None:
+                # Random starting weights cannot be rebuilt: keep the extractor's own.
+                with atomic_path(run_dir / EXTRACTOR_FILE) as tmp:
+                    named = tmp.with_name(tmp.name + ".weights.h5")  # Keras insists on this suffix
+                    try:
+                        self.features.model_.save_weights(named)
+                        os.replace(named, tmp)
+                    finally:
+                        named.unlink(missing_ok=True)
+                artefacts[EXTRACTOR_FILE] = {"sha256": _sha256(run_dir / EXTRACTOR_FILE)}
+            record["features"] = {"params": _features_params(self.features),
+                                  "input_shape": list(self.features.input_shape_)}
+        else:
+            members = []
+            for i, member in enumerate(self.members):
+                member_json = member.save(run_dir / MEMBERS_DIR / str(i))
+                members.append({"folder": f"{MEMBERS_DIR}/{i}", "model_json_sha256": _sha256(member_json)})
+            record["members"] = members
+        record["artefacts"] = artefacts
+        return atomic_write_json(run_dir / MODEL_JSON, record)
+
+    @classmethod
+    def load(cls, run_dir) -> "TrainedModel":
+        """Read a trained model from a run directory, checking every artefact against ``model.json``.
+
+        Raises:
+            RunDirError: no ``model.json``, a model of an unknown format, or an artefact that is missing or
+                whose sha256 differs from the recorded one (the file is named; nothing is loaded from it).
+        """
+        run_dir = Path(run_dir)
+        path = run_dir / MODEL_JSON
+        if not path.is_file():
+            raise RunDirError(f"No {MODEL_JSON} in {run_dir}; expected a run directory with a saved model.")
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise RunDirError(f"{path} is not a readable model record ({exc}); save the model again.") from None
+        if record.get("format_version") != FORMAT_VERSION:
+            raise RunDirError(
+                f"{path} has format_version {record.get('format_version')!r}; this tl_radiology "
+                f"({__version__}) reads version {FORMAT_VERSION}. Use the version that saved it."
+            )
+        kind = record.get("kind")
+        common = dict(task=record["task"], classes=record.get("classes"), loader_config=record.get("loader"),
+                      input_shape=record.get("input_shape"), weights=record.get("weights"),
+                      training_config=record.get("training_config"), threshold=record.get("threshold"),
+                      created=record.get("created"), toolkit_version=record.get("toolkit_version"))
+        artefacts = record.get("artefacts") or {}
+        if kind == "keras":
+            import keras
+
+            from .. import models  # noqa: F401  (registers the toolkit's layers for deserialisation)
+            from . import _optim  # noqa: F401
+
+            model_path = _verified(run_dir, KERAS_FILE, artefacts)
+            model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
+            return cls("keras", model=model, **common)
+        if kind == "features":
+            import joblib
+
+            from ._features import BackboneFeatures
+
+            classifier_path = _verified(run_dir, CLASSIFIER_FILE, artefacts)
+            classifier = joblib.load(classifier_path)
+            settings = record.get("features") or {}
+            features = BackboneFeatures(**settings.get("params", {}))
+            extractor = _verified(run_dir, EXTRACTOR_FILE, artefacts) if EXTRACTOR_FILE in artefacts else None
+            features._build(settings["input_shape"], weights_file=extractor)
+            recorded = (record.get("weights") or {}).get("sha256")
+            if features.weights is not None and recorded and features.weights_identity_["sha256"] != recorded:
+                raise RunDirError(
+                    f"The backbone weights file {features.weights_identity_['file']} changed since this model was "
+                    f"trained (sha256 {features.weights_identity_['sha256'][:12]}... instead of {recorded[:12]}...); "
+                    "the features would differ. Restore the original weights file."
+                )
+            return cls("features", features=features, classifier=classifier, **common)
+        if kind == "ensemble":
+            members = []
+            for i, entry in enumerate(record.get("members") or []):
+                folder = run_dir / MEMBERS_DIR / str(i)  # never a path taken from the file
+                member_json = folder / MODEL_JSON
+                expected = entry.get("model_json_sha256") if isinstance(entry, dict) else None
+                if not member_json.is_file() or _sha256(member_json) != expected:
+                    raise RunDirError(
+                        f"Refusing to load ensemble member {folder}: its {MODEL_JSON} is missing or differs from "
+                        f"the one recorded in {path}. Save the ensemble again."
+                    )
+                members.append(cls.load(folder))
+            if len(members) < 2:
+                raise RunDirError(f"{path} describes an ensemble with fewer than two members; save it again.")
+            return cls("ensemble", members=members, **common)
+        raise RunDirError(f"{path} has an unknown model kind {kind!r}; expected one of {', '.join(KINDS)}.")
+
+
+def save_keras_model(model, path) -> Path:
+    """Save a Keras model to ``path`` (``.keras``) atomically, without its optimizer state.
+
+    The optimizer's moments would triple the file of a fine-tuned network and are not needed to predict; the
+    saved model is an uncompiled functional model over the same layers (and weights).
+    """
+    import keras
+
+    plain = keras.Model(model.inputs, model.outputs, name=model.name)
+    with atomic_path(path) as tmp:
+        plain.save(tmp)
+    return Path(path)
+
+
+def _verified(run_dir: Path, name: str, artefacts: dict) -> Path:
+    """The path of an artefact inside ``run_dir``, after checking it against its recorded sha256."""
+    path = run_dir / name
+    recorded = (artefacts.get(name) or {}).get("sha256")
+    if recorded is None:
+        raise RunDirError(f"{run_dir / MODEL_JSON} records no sha256 for {name}; save the model again.")
+    if not path.is_file():
+        raise RunDirError(f"{path} is missing; the run directory is incomplete. Save the model again.")
+    if path.is_symlink() or run_dir.resolve() not in path.resolve().parents:
+        raise RunDirError(f"Refusing to load {path}: it is a link out of the run directory {run_dir}.")
+    actual = _sha256(path)
+    if actual != recorded:
+        raise RunDirError(
+            f"Refusing to load {path}: its sha256 {actual[:12]}... differs from {recorded[:12]}... recorded in "
+            f"{MODEL_JSON}; the file changed after the model was saved. Restore it or train again."
+        )
+    return path
+
+
+def _features_params(features) -> dict:
+    params = features.get_params()
+    params["cache_dir"] = None  # a local folder, not part of what the model is
+    weights = params.get("weights")
+    if weights is not None and not isinstance(weights, str):
+        params["weights"] = os.fspath(weights)
+    return params
+
+
+def _describe_estimator(estimator) -> dict:
+    """A JSON-able description of a fitted scikit-learn estimator (class and simple parameters)."""
+    params = {}
+    for key, value in estimator.get_params(deep=True).items():
+        if isinstance(value, (str, int, float, bool)) or value is None:
+            params[key] = value
+    name = type(estimator).__name__
+    return {"class": f"{type(estimator).__module__}.{name}", "params": params}
+
