@@ -73,6 +73,11 @@ def _backbone_name(model, backbone):
     """The registry name of the model's backbone: given, or from the build record (``model_info``)."""
     if backbone is not None:
         return backbone
+    from ._runfiles import backbone_name
+
+    recorded = backbone_name(getattr(model, "training_config", None))  # a TrainedModel loaded from a run
+    if recorded is not None:
+        return recorded
     for attribute in ("backbone", "info"):
         value = getattr(model, attribute, None)
         if isinstance(value, str):

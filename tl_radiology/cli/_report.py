@@ -1,0 +1,40 @@
+"""``tl-radiology report``: one self-contained HTML report of a run."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "write RUN_DIR/report/report.html (self-contained: data, split, model, validation, test, audit)"
+
+DESCRIPTION = """\
+Gather RUN_DIR into one HTML file with its images embedded (no external resources, no links out): the data
+table and split, the leakage check, the search summary, the model and the weights it started from, training
+curves, validation results and threshold, ROC / PR / reliability / confusion-matrix plots, Grad-CAM examples
+(validation; test after evaluate), the final test with 95% intervals or a banner saying the test set is still
+sealed (or was reused, with the reason), external sites, and the seal's audit record. Parts that are missing
+are shown as "not available (why)". Patients and cases appear only as pseudonyms; no image paths are shown.
+"""
+
+EPILOG = """\
+example:
+  tl-radiology explain runs/liver && tl-radiology report runs/liver
+"""
+
+
+def register(subparsers, common) -> None:
+    """Add the ``report`` subcommand."""
+    p = subparsers.add_parser(
+        "report", parents=[common], help=HELP, description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the run directory")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    """Run ``report`` with parsed arguments; returns the exit status."""
+    from tl_radiology.evaluation import write_report
+
+    path = write_report(args.run_dir)
+    print(f"report: {path}")
+    return 0

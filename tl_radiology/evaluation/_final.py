@@ -1,0 +1,392 @@
+"""The one-shot final test on the sealed test set, and external validation on another site's data.
+
+Why once: every look at test results that changes something (another threshold, another epoch, another model)
+turns the test set into a second validation set and its numbers into optimistic ones. So the test set is sealed
+when the split is made (``test.lock``), :func:`evaluate_run` opens it through
+:meth:`~tl_radiology.data.SealedTestSet.open` (which checks every test file and label against the seal and
+records the opening in ``audit.log``), applies the frozen model with the threshold chosen on validation, writes
+``final_test.json`` atomically and only then marks the evaluation completed. A second evaluation is refused (exit
+status 3) unless the user re-opens with a reason, which is recorded and marks the result as from a reused test
+set. An evaluation killed midway leaves no ``final_test.json``; the next one finds the unfinished opening and
+records it as ``interrupted``.
+
+External validation (:func:`evaluate_external`) applies the same frozen model and threshold to another site's
+manifest. The site's cases are sealed on first use in ``external/<SITE>/`` with their own ``test.lock`` and
+``audit.log`` and obey the same once-only rule.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from .. import __version__
+from .._atomic import append_line, atomic_directory, atomic_write_json, atomic_write_text
+from .._errors import InputError, RunDirError, SealBrokenError
+from .._progress import status
+from ..data import Manifest, RunDir
+from . import _runfiles as files
+from ._scoring import key_metric_rows, prediction_table, score, threshold_values, write_plots
+
+__all__ = ["evaluate_run", "evaluate_external"]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_options(n_bootstrap, seed) -> None:
+    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int) or n_bootstrap < 0:
+        raise InputError(f"--n-bootstrap must be an integer >= 0 (e.g. 2000); received {n_bootstrap!r}.")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise InputError(f"--seed must be an integer; received {seed!r}.")
+
+
+def _provenance(run_path: Path, trained) -> dict:
+    """Which model and weights produced the result: from ``model.json``, with its checksum."""
+    record = files.read_json(run_path / "model.json")
+    training = record.get("training_config") or {}
+    return {
+        "kind": record.get("kind"),
+        "backbone": files.backbone_name(training),
+        "mode": training.get("mode"),
+        "task": record.get("task"),
+        "classes": record.get("classes"),
+        "input_shape": record.get("input_shape"),
+        "weights": record.get("weights"),
+        "created": record.get("created"),
+        "toolkit_version": record.get("toolkit_version"),
+        "keras_version": record.get("keras_version"),
+        "model_json_sha256": _sha256(run_path / "model.json"),
+        "artefacts": record.get("artefacts"),
+        "training": {k: training.get(k) for k in ("mode", "monitor", "best_epoch", "best_value") if k in training},
+    }
+
+
+def _class_counts(task: str, classes, labels) -> dict | None:
+    if task == "regression":
+        return None
+    values = [str(v) for v in labels]
+    if task == "multilabel":
+        return {c: sum(c in v.split("|") for v in values) for c in classes}
+    return {c: values.count(c) for c in classes}
+
+
+def _check_ready(trained, task: str, classes) -> None:
+    """Refuse before the seal is opened when the result could not be completed."""
+    if trained.kind == "ensemble" and trained.loader_config is None:
+        if any(m.loader_config is None for m in trained.members):
+            raise InputError("An ensemble member was saved without its loader; the test cases cannot be loaded.")
+    elif trained.loader_config is None:
+        raise InputError(
+            "The model was saved without its loader (model.json 'loader' is empty), so the test cases cannot be "
+            "loaded the way it was trained. Save it with to_trained_model(loader=loader) and finalise again."
+        )
+    threshold_values(task, classes, trained.threshold)  # raises if the validation threshold is missing
+
+
+def _evaluate_sealed(seal_run: RunDir, out_dir: Path, trained, *, model_run: Path, purpose: str, kind: str,
+                     reopen_reason, n_bootstrap: int, seed, site: str | None, extra: dict | None = None) -> dict:
+    """Open one sealed test set, predict, score, write ``out_dir/final_test.json`` + ``final/``, complete."""
+    task, classes = trained.task.task, list(trained.classes or [])
+    sealed = seal_run.sealed_test()
+    cases = sealed.open(purpose, reopen_reason=reopen_reason)
+    started = files.now()
+    status(f"{purpose}: predicting {len(cases)} sealed test cases (nothing is written to the case cache)")
+    probabilities = trained.predict_cases(cases)
+    patients = cases["patient"].tolist()
+    result = score(task, classes, cases["label"], probabilities, patients=patients,
+                   threshold_record=trained.threshold, n_bootstrap=n_bootstrap, seed=seed)
+    table = prediction_table(cases, task, classes, probabilities, trained.threshold)
+    with atomic_directory(out_dir / files.FINAL_DIR) as tmp:
+        plots = write_plots(tmp, task, classes, cases["label"], probabilities, patients=patients,
+                            threshold_record=trained.threshold, n_bootstrap=n_bootstrap, seed=seed,
+                            what="external " + site if site else "test set")
+        atomic_write_text(tmp / files.TEST_PREDICTIONS, table.to_csv(index=False, lineterminator="\n"))
+    events = files.events_since_seal(seal_run.audit_events())
+    opening = next((e for e in events if e.get("opening_id") == sealed.opening_id), {})
+    lock_path = seal_run.test_lock
+    record = {
+        "format": files.RESULT_FORMAT,
+        "kind": kind,
+        "site": site,
+        "evaluated_at": files.now(),
+        "started_at": started,
+        "task": task,
+        "classes": classes,
+        "threshold": {
+            "values": _threshold_summary(task, classes, trained.threshold),
+            "chosen_on": "validation" if trained.threshold else None,
+            "method": (trained.threshold or {}).get("method"),
+            "target": (trained.threshold or {}).get("target"),
+            "validation_choice": trained.threshold,
+            "rule": _rule(task),
+            "note": "Applied unchanged; never re-tuned on the test set.",
+        },
+        "counts": {"cases": int(len(cases)), "patients": int(cases["patient"].nunique()),
+                   "per_class": _class_counts(task, classes, cases["label"])},
+        "key_metrics": {name: summary for name, summary in key_metric_rows(result)},
+        "metrics": result,
+        "model": _provenance(model_run, trained),
+        "seal": {
+            "sealed_at": sealed.sealed_at,
+            "test_lock_sha256": _sha256(lock_path),
+            "verified": True,
+            "opening_id": sealed.opening_id,
+            "opened_at": opening.get("time"),
+            "purpose": purpose,
+            "num_test_cases": int(len(cases)),
+            "audit_log": os.path.relpath(seal_run.audit_log, model_run),
+        },
+        "reused_test_set": bool(sealed.reused),
+        "reopen_reason": reopen_reason,
+        "interrupted_openings": list(sealed.interrupted),
+        "files": {"predictions": f"{files.FINAL_DIR}/{files.TEST_PREDICTIONS}",
+                  "plots": {name: f"{files.FINAL_DIR}/{file}" for name, file in plots.items()}},
+        "bootstrap": {"n_bootstrap": n_bootstrap, "seed": seed, "resampled": "patients"},
+        "tl_radiology_version": __version__,
+    }
+    if sealed.reused:
+        record["warning"] = ("REUSED TEST SET: this test set had already been used by a completed evaluation. These "
+                             "results are not an independent estimate of performance.")
+    record.update(extra or {})
+    result_path = out_dir / files.FINAL_TEST
+    if result_path.is_file():  # a re-opened evaluation: keep the earlier result beside, never lose it
+        earlier = files.read_json(result_path, missing_ok=True) or {}
+        stamp = str(earlier.get("evaluated_at", "unknown")).replace(":", "").replace("+", "_")
+        history = out_dir / files.FINAL_HISTORY_DIR
+        history.mkdir(exist_ok=True)
+        shutil.copy2(result_path, history / f"final_test.{stamp}.json")
+    atomic_write_json(result_path, record)
+    sealed.mark_completed(result_path)
+    return record
+
+
+def _threshold_summary(task, classes, record):
+    values = threshold_values(task, classes, record)
+    if values is None:
+        return None
+    if task == "multilabel":
+        return {c: float(v) for c, v in zip(classes, values)}
+    return float(values)
+
+
+def _rule(task: str) -> str:
+    return {
+        "binary": "positive class if probability >= threshold",
+        "multiclass": "class of the largest probability (argmax); no threshold",
+        "multilabel": "label present if its probability >= its threshold",
+        "regression": "the predicted value; no threshold",
+    }[task]
+
+
+def evaluate_run(run_dir, *, reopen_reason: str | None = None, n_bootstrap: int = 2000, seed: int = 0) -> dict:
+    """Evaluate the run's frozen model once on its sealed test set; write ``final_test.json``.
+
+    Holds the run-directory lock. Loads the model first (every artefact checked against its sha256 in
+    ``model.json``; Keras models in safe mode) and checks it has its loader and its validation threshold, so a
+    run that cannot finish does not use the seal up. Then opens the sealed test set (seal checked, opening
+    recorded), loads the test cases with the saved loader and no cache, predicts, computes the task's metrics
+    with the **validation** threshold and patient-bootstrap intervals, writes the plots and
+    ``test_predictions.csv`` under ``final/``, writes ``final_test.json`` atomically and records the completed
+    evaluation in ``audit.log``.
+
+    Args:
+        run_dir: the run directory.
+        reopen_reason: why a test set already used by a completed evaluation is opened again (recorded; the
+            result is marked ``reused_test_set: true``). ``None`` refuses a second evaluation.
+        n_bootstrap: bootstrap resamples (patients) of the intervals.
+        seed: bootstrap seed.
+
+    Returns:
+        The ``final_test.json`` record (see the README for its fields).
+
+    Raises:
+        SealError: the test set was already used (exit status 3); the message says when and how to re-open.
+        SealBrokenError: a test file or label changed since sealing (named).
+        RunDirError: no split or no saved model, a model file that changed, the run directory is busy.
+        InputError: a model without its loader or validation threshold, bad options.
+
+    Example:
+        >>> result = evaluate_run("runs/a")  # doctest: +SKIP
+        >>> result["key_metrics"]["roc_auc"]  # doctest: +SKIP
+        {'estimate': 0.91, 'ci_low': 0.86, 'ci_high': 0.95, 'n_resamples_used': 2000}
+    """
+    _check_options(n_bootstrap, seed)
+    run = RunDir(run_dir)
+    with files.holding_lock(run.path, "evaluate"):
+        run.sealed_test()  # a clear error when there is no split, before loading anything
+        trained = files.load_trained_model(run.path)
+        _check_ready(trained, trained.task.task, list(trained.classes or []))
+        return _evaluate_sealed(run, run.path, trained, model_run=run.path, purpose="final evaluation",
+                                kind="final_test", reopen_reason=reopen_reason, n_bootstrap=n_bootstrap,
+                                seed=seed, site=None)
+
+
+# ---------------------------------------------------------------------------------------------- external sites
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name (containers) is not an error
+        return "unknown"
+
+
+def _read_external_manifest(run: RunDir, manifest, patient_column: str) -> Manifest:
+    info = run.info
+    label_columns = list(info.get("label_columns") or ["label"])
+    image_columns = list(info.get("image_columns") or ["image"])
+    manifest = Manifest.from_csv(manifest, patient_column=patient_column,
+                                 label_column=label_columns if len(label_columns) > 1 else label_columns[0],
+                                 image_columns=image_columns, split_column=None, task=info.get("task"))
+    if info.get("task") != "regression":
+        unknown = sorted(set(manifest.classes) - set(info.get("classes") or []))
+        if unknown:
+            raise InputError(
+                f"External manifest {manifest.source} has class(es) {', '.join(unknown)} the model was not trained "
+                f"on (its classes: {', '.join(info.get('classes') or [])}). Relabel the external cases with the "
+                "run's classes."
+            )
+    return manifest
+
+
+def _seal_external(site_run: RunDir, manifest: Manifest, *, site: str, run: RunDir) -> None:
+    """Write ``splits.csv`` (every case in ``test``), ``split.json``, ``test.lock`` and a ``sealed`` event.
+
+    The files have the layout of :meth:`RunDir.create_split`, so :class:`SealedTestSet` checks and records the
+    site's openings exactly as for the main test set.
+    """
+    from ..data._rundir import _seal_entries  # the seal's file-entry layout, shared with create_split
+
+    table = manifest.cases.copy()
+    table["split"] = "test"
+    columns = ["case_id", "patient", "label", "split", *manifest.image_columns, "row"]
+    table = table[columns + [c for c in table.columns if c not in columns]]
+    info = run.info
+    sealed_at = files.now()
+    lock = {
+        "format": 1,
+        "sealed_at": sealed_at,
+        "hash_algorithm": "sha256",
+        "split_method": f"external validation site {site!r}: every case is a test case",
+        "image_columns": list(manifest.image_columns),
+        "num_test_cases": int(len(table)),
+        "cases": _seal_entries(table, manifest.image_columns),
+    }
+    split_info = {
+        "format": 1,
+        "created_at": sealed_at,
+        "manifest": manifest.source,
+        "manifest_root": str(manifest.root),
+        "task": info.get("task"),
+        "classes": list(info.get("classes") or []),
+        "label_columns": list(manifest.label_columns),
+        "image_columns": list(manifest.image_columns),
+        "val": 0.0,
+        "test": 1.0,
+        "seed": None,
+        "group": "patient",
+        "stratify": None,
+        "split_method": lock["split_method"],
+        "counts": {"train": 0, "val": 0, "test": int(len(table))},
+        "leakage": None,
+        "external_site": site,
+    }
+    site_run.path.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(site_run.splits_csv, table.to_csv(index=False, lineterminator="\n"))
+    atomic_write_json(site_run.split_json, split_info)
+    atomic_write_json(site_run.test_lock, lock)
+    append_line(site_run.audit_log, json.dumps({
+        "time": sealed_at, "event": "sealed", "num_cases": int(len(table)),
+        "counts": split_info["counts"], "num_patients": int(table["patient"].nunique()),
+        "test_lock_sha256": _sha256(site_run.test_lock), "split_method": lock["split_method"],
+        "external_site": site, "pid": os.getpid(), "user": _user()}))
+
+
+def _check_same_cases(site_run: RunDir, manifest: Manifest, site: str) -> None:
+    """A site sealed before must be given the same cases and labels again."""
+    sealed = pd.read_csv(site_run.splits_csv, dtype=str, keep_default_na=False)
+    given = manifest.cases
+    old, new = set(sealed["case_id"]), set(given["case_id"])
+    if old != new:
+        raise RunDirError(
+            f"External site {site!r} was sealed on {files.read_json(site_run.test_lock).get('sealed_at')} from "
+            f"{len(old)} cases; the manifest given now has {len(new - old)} case(s) not in that seal and lacks "
+            f"{len(old - new)} of them. Use another --name for another data set."
+        )
+    labels = dict(zip(sealed["case_id"], sealed["label"]))
+    for _, row in given.iterrows():
+        if str(labels[row["case_id"]]) != str(row["label"]):
+            raise SealBrokenError(
+                f"The seal of external site {site!r} is broken: the label of case {row['case_id']} (manifest line "
+                f"{row['row']}) changed from {labels[row['case_id']]!r} to {str(row['label'])!r} since it was sealed. "
+                "Labels must not change after sealing; restore it, or seal the corrected data under a new --name."
+            )
+
+
+def evaluate_external(run_dir, manifest, *, name: str, reopen_reason: str | None = None,
+                      patient_column: str = "patient_id", n_bootstrap: int = 2000, seed: int = 0) -> dict:
+    """Validate the run's frozen model and validation threshold on another site's data, once.
+
+    The external manifest must have the run's image columns and label column(s), and only classes the model
+    knows. On first use its cases are sealed in ``external/<name>/`` (``splits.csv`` with every case in
+    ``test``, ``split.json``, ``test.lock``, ``audit.log``); then, as for the main test set, the seal is checked,
+    the opening recorded, the cases predicted without caching, and ``external/<name>/final_test.json`` (with
+    ``final/`` plots and predictions) written before the evaluation is marked completed. A second evaluation of
+    the same site is refused (exit status 3) unless re-opened with a reason. Patients whose pseudonym also
+    appears in the development run (the same patient id under the same pseudonym key) are counted in the result.
+
+    Args:
+        run_dir: the development run directory (its model, threshold and split).
+        manifest: the external site's manifest CSV.
+        name: the site's name, a safe folder name (letters, digits, ``.``, ``_``, ``-``).
+        reopen_reason: as for :func:`evaluate_run`.
+        patient_column: the manifest's patient id column.
+        n_bootstrap, seed: the bootstrap.
+
+    Returns:
+        The site's ``final_test.json`` record (``kind: "external_validation"``, ``site``).
+
+    Raises:
+        InputError: a bad site name, a manifest without the run's columns or with unknown classes.
+        RunDirError: the site was sealed before from other cases.
+        SealError, SealBrokenError: as for :func:`evaluate_run`.
+
+    Example:
+        >>> evaluate_external("runs/a", "site_b/manifest.csv", name="site_b")  # doctest: +SKIP
+    """
+    _check_options(n_bootstrap, seed)
+    site = files.check_site_name(name)
+    run = RunDir(run_dir)
+    with files.holding_lock(run.path, f"evaluate --external {site}"):
+        run.sealed_test()  # the development run must have its split (task, classes, columns)
+        trained = files.load_trained_model(run.path)
+        _check_ready(trained, trained.task.task, list(trained.classes or []))
+        external = _read_external_manifest(run, manifest, patient_column)
+        site_run = RunDir(run.path / files.EXTERNAL_DIR / site)
+        if site_run.has_split():
+            _check_same_cases(site_run, external, site)
+        else:
+            _seal_external(site_run, external, site=site, run=run)
+        development = pd.read_csv(run.splits_csv, dtype=str, usecols=["patient"], keep_default_na=False)
+        shared = sorted(set(external.cases["patient"]) & set(development["patient"]))
+        extra = {"external": {"site": site, "manifest": Path(external.source).name,
+                              "patients_also_in_development_run": len(shared)}}
+        if shared:
+            extra["external"]["note"] = (
+                f"{len(shared)} patient pseudonym(s) of this site also appear in the development run: either the "
+                "same patients (then this is not an independent external set) or ids that collide across sites.")
+        return _evaluate_sealed(site_run, site_run.path, trained, model_run=run.path,
+                                purpose=f"external validation ({site})", kind="external_validation",
+                                reopen_reason=reopen_reason, n_bootstrap=n_bootstrap, seed=seed, site=site,
+                                extra=extra)
