@@ -139,18 +139,26 @@ class BackboneFeatures(TransformerMixin, BaseEstimator):
 
     @staticmethod
     def _check_images(X) -> np.ndarray:
+        if hasattr(X, "tocsr") or type(X).__module__.startswith("scipy.sparse"):
+            raise InputError(
+                "BackboneFeatures does not accept sparse input: expected a dense array of images N x H x W x C in "
+                "[0, 1]."
+            )
         if hasattr(X, "to_numpy") and not isinstance(X, np.ndarray):
             X = X.to_numpy()
         try:
             array = np.asarray(X)
         except (TypeError, ValueError) as exc:
             raise InputError(f"BackboneFeatures expects an array of images N x H x W x C; {exc}.") from None
-        if array.dtype == object or not np.issubdtype(array.dtype, np.number) or np.issubdtype(
-                array.dtype, np.complexfloating):
+        if np.issubdtype(array.dtype, np.complexfloating):
+            raise InputError("Complex data not supported: BackboneFeatures expects real images in [0, 1].")
+        if array.dtype == object or not np.issubdtype(array.dtype, np.number):
             raise InputError(
                 f"BackboneFeatures expects a numeric array of images N x H x W x C in [0, 1]; received dtype "
                 f"{array.dtype}."
             )
+        if not np.isfinite(array).all():
+            raise InputError("BackboneFeatures received images with NaN or infinite values; fix or drop them.")
         if array.ndim == 3:
             array = array[..., None]
         if array.ndim != 4:
@@ -162,8 +170,6 @@ class BackboneFeatures(TransformerMixin, BaseEstimator):
         if array.shape[0] == 0:
             raise InputError(f"BackboneFeatures received 0 images (shape {array.shape}); give at least one.")
         array = np.ascontiguousarray(array, dtype=np.float32)
-        if not np.isfinite(array).all():
-            raise InputError("BackboneFeatures received images with NaN or infinite values; fix or drop them.")
         low, high = float(array.min()), float(array.max())
         if low < -_RANGE_TOLERANCE or high > 1 + _RANGE_TOLERANCE:
             hint = " (0-255 pixels? divide by 255)" if high > 1.5 and low >= 0 else ""

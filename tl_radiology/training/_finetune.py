@@ -109,7 +109,8 @@ class FineTuneResult:
         return TrainedModel.from_keras(
             self.model, task=self.task, classes=classes if classes is not None else self.classes, loader=loader,
             training_config={
-                "mode": "fine_tune", "config": self.config.to_dict(), "monitor": self.monitor,
+                # Flat: the FineTuneConfig fields (monitor resolved), then how the training went.
+                "mode": "fine_tune", **self.config.to_dict(), "monitor": self.monitor,
                 "best_epoch": self.best_epoch, "best_value": self.best_value,
                 "trainable_params": dict(self.trainable_params), "unfrozen_groups": list(self.unfrozen_groups),
                 "group_learning_rates": dict(self.group_learning_rates),

@@ -223,7 +223,7 @@ class TrainedModel:
                 classes_ = getattr(classifier, "classes_", None)
                 num = len(classes_) if classes_ is not None and task == "multiclass" else None
             task = TaskSpec(task, num)
-        config = {"mode": "features", "features": _features_params(features),
+        config = {"mode": "features", "backbone": features.backbone, "features": _features_params(features),
                   "classifier": _describe_estimator(classifier)}
         config.update(training_config or {})
         return cls("features", task=task, classes=classes, loader_config=_loader_config(loader),
