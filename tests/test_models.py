@@ -108,12 +108,17 @@ def test_adapt_input_conv_sums_repeats_and_rescales():
         adapt_input_conv(np.zeros((3, 3, 4, 8)), 1)
 
 
-# caffe and torch: per-channel preprocessing, so the equivalence holds at the backbone (the tf family is checked on
-# the whole model below, the "none" family by mobilenet_v3_small below and by EfficientNet's learned constants).
-@pytest.mark.parametrize("backbone", ["vgg16", "densenet121"])
+# caffe, torch, and torch built into ConvNeXt: per-channel preprocessing, so the equivalence holds at the backbone
+# (the tf family is checked on the whole model below, EfficientNet's learned constants further down).
+@pytest.mark.parametrize("backbone", ["vgg16", "densenet121", "convnext_tiny"])
 def test_stem_backbone_on_gray_equals_original_backbone_on_replicated_gray(tmp_path, backbone):
-    size = get_backbone(backbone).min_size
+    spec = get_backbone(backbone)
+    size = spec.min_size
     weights, rgb_base = _random_backbone(tmp_path, backbone)
+    if spec.builtin_preprocess in ("tf", "torch"):
+        # A C-channel stem is built without the backbone's own preprocessing (our layer applies it): compare with
+        # the original backbone built the same way.
+        rgb_base = build_backbone(backbone, (size, size, 3), weights=weights, include_preprocessing=False)
     stem = build_model(backbone, input_shape=(size, size, 1), adapter="stem", weights=weights)
     stem_base = stem.get_layer("backbone")
     assert stem_base.input.shape[-1] == 1 and rgb_base.input.shape[-1] == 3
@@ -281,6 +286,9 @@ def test_compile_model_optimizers_by_name():
         compile_model(model, optimizer="adan")
     with pytest.raises(InputError, match=r"outputs 1 values but task 'multiclass' with num_classes=3 needs 3"):
         compile_model(model, TaskSpec("multiclass", 3))
+    plain = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    with pytest.raises(InputError, match=r"compile_model needs task_spec for model .*pass TaskSpec\(task, "):
+        compile_model(plain)
 
 
 # ------------------------------------------------------------------------------------------ model record, BN, save

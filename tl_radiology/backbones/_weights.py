@@ -286,11 +286,13 @@ def _is_legacy_h5(path: Path) -> bool:
 
 # ------------------------------------------------------------------------------------------------ status / import
 
-def weights_status(pattern: str = "*") -> list[dict]:
+def weights_status(pattern: str = "*", *, check_hash: bool = True) -> list[dict]:
     """One row per registered backbone: its ImageNet file, whether it is in Keras' cache, and its hash check.
 
     Args:
         pattern: a wildcard over backbone names, as :func:`list_backbones`.
+        check_hash: hash present files (md5 and sha256; a few seconds per GB, cached while a file is unchanged);
+            ``False`` leaves ``hash_ok`` as ``None``.
 
     Returns:
         A list of dicts with ``backbone``, ``file`` (name), ``path`` (where Keras looks), ``present``, ``size``
@@ -313,7 +315,7 @@ def weights_status(pattern: str = "*") -> list[dict]:
             "path": str(path) if path else None,
             "present": present,
             "size": path.stat().st_size if present else None,
-            "hash_ok": _published_hash_ok(spec, path) if present else None,
+            "hash_ok": _published_hash_ok(spec, path) if present and check_hash else None,
             "url": spec.weights_url,
         })
     return rows

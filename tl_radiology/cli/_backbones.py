@@ -45,7 +45,7 @@ def run(args) -> int:
             f"No backbone matches {args.pattern!r}. Expected a wildcard such as 'dense*'; run "
             "`tl-radiology backbones` to list them all."
         )
-    present = {row["backbone"]: row["present"] for row in weights_status(args.pattern)}
+    present = {row["backbone"]: row["present"] for row in weights_status(args.pattern, check_hash=False)}
     records = []
     for name in names:
         spec = get_backbone(name)

@@ -319,7 +319,13 @@ def compile_model(
         >>> compile_model(model, optimizer="sgd", learning_rate=1e-4, nesterov=True)  # doctest: +SKIP
     """
     if task_spec is None:
-        task_spec = TaskSpec(**model_info(model)["task"])
+        if _is_weakrefable(model) and model in _INFO:
+            task_spec = TaskSpec(**_INFO[model]["task"])
+        else:
+            raise InputError(
+                f"compile_model needs task_spec for model {getattr(model, 'name', model)!r}, which was not built by "
+                "build_model in this process; pass TaskSpec(task, num_classes)."
+            )
     elif not isinstance(task_spec, TaskSpec):
         task_spec = TaskSpec(task_spec)
     units = model.output.shape[-1] if hasattr(model, "output") else None
