@@ -291,3 +291,16 @@ def test_numpy_arrays_train_end_to_end_with_augmentation(tmp_path):
     assert result.trainable_params == {"head": 513}
     assert result.best_epoch == int(result.history.loc[result.history["val_loss"].idxmin(), "epoch"])
     assert result.to_trained_model().positive_class == "pneumonia"
+
+
+def test_the_same_seed_gives_the_same_training_with_augmentation():
+    rng = np.random.default_rng(2)
+    x = rng.random((16, 32, 32, 1)).astype("float32")
+    y = np.array([0, 1] * 8, "float32")
+    config = FineTuneConfig(backbone="vgg16", weights=None, head_epochs=1, finetune_epochs=0, batch_size=8,
+                            augmentation=0.5, seed=3)
+    losses = []
+    for _ in range(2):
+        keras.backend.clear_session()
+        losses.append(fine_tune((x, y), (x, y), config=config, verbose=False).history["loss"].tolist())
+    assert losses[0] == losses[1]

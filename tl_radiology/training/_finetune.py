@@ -461,7 +461,8 @@ def fit_two_phases(
         def augment_batch(x, *rest):
             return (augment(x, training=True), *rest)
 
-        train_ds = train_ds.map(augment_batch, num_parallel_calls=tf.data.AUTOTUNE)
+        # Sequential: the layers draw from one seed generator, and parallel calls would take turns in any order.
+        train_ds = train_ds.map(augment_batch)
     adapt = _target_adapter(task_spec)
     train_ds = train_ds.map(adapt, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
     val_ds = val_ds.map(adapt, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
