@@ -73,7 +73,7 @@ def patient_folds(cases: pd.DataFrame, num_folds, *, task: str, seed: int = 0) -
     placeholder = np.zeros((len(cases), 1))
     if task in ("binary", "multiclass"):
         labels = np.asarray([label_text(v) for v in cases["label"]])
-        per_class = {c: len(set(groups[labels == c])) for c in sorted(set(labels))}
+        per_class = {str(c): len(set(groups[labels == c])) for c in sorted(set(labels))}
         rare, count = min(per_class.items(), key=lambda kv: kv[1])
         if count < num_folds:
             raise InputError(
@@ -84,7 +84,7 @@ def patient_folds(cases: pd.DataFrame, num_folds, *, task: str, seed: int = 0) -
         splitter = StratifiedGroupKFold(n_splits=num_folds, shuffle=True, random_state=seed)
         splits = list(splitter.split(placeholder, labels, groups))
         for k, (_, val_index) in enumerate(splits):
-            missing = sorted(set(labels) - set(labels[val_index]))
+            missing = sorted(str(c) for c in set(labels) - set(labels[val_index]))
             if missing:  # StratifiedGroupKFold balances greedily; with big patients a class can still miss a fold
                 raise InputError(
                     f"cv_folds={num_folds}: fold {k + 1}'s validation part has no case of class "

@@ -169,14 +169,15 @@ def check_settings(project_dir, settings: dict, *, write: bool) -> bool:
             old = json.loads(path.read_text(encoding="utf-8"))
         except ValueError:
             old = {}
-        old = old.get("settings", old)
-        current = json.loads(json.dumps(settings, default=str))
+        old = _flatten(old.get("settings", old))
+        current = _flatten(json.loads(json.dumps(settings, default=str)))
         differ = sorted(k for k in set(old) | set(current) if old.get(k) != current.get(k))
         if differ:
             details = "; ".join(f"{k}: {_brief(old.get(k))} then, {_brief(current.get(k))} now" for k in differ[:4])
+            more = f"; and {len(differ) - 4} more" if len(differ) > 4 else ""
             raise InputError(
-                f"The search project {project_dir} was started with other settings ({details}). Resume it with the "
-                "same settings, pass overwrite=True to start over, or choose another project_name."
+                f"The search project {project_dir} was started with other settings ({details}{more}). Resume it with "
+                "the same settings, pass overwrite=True to start over, or choose another project_name."
             )
         return True
     if (project_dir / "oracle.json").is_file():
@@ -188,6 +189,18 @@ def check_settings(project_dir, settings: dict, *, write: bool) -> bool:
         atomic_write_json(path, {"settings": settings, "created": datetime.now(timezone.utc).isoformat(),
                                  "tl_radiology_version": __version__})
     return False
+
+
+def _flatten(settings: dict) -> dict:
+    """``{"base_config": {"dropout": 0.1}}`` -> ``{"base_config.dropout": 0.1}`` (one level), so a message names
+    the setting that changed rather than a whole configuration."""
+    out = {}
+    for key, value in settings.items():
+        if isinstance(value, dict) and value and key not in ("space", "classifiers"):
+            out.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out
 
 
 def _brief(value) -> str:

@@ -277,7 +277,7 @@ def run_search(
     settings = {
         "mode": "fine_tune", "tuner": tuner_name, "tuner_options": dict(tuner_options or {}),
         "objective": objective, "task": hm.task, "classes": list(hm.classes), "space": space.to_dict(),
-        "base_config": hm.base_config.to_dict(), "cv_folds": cv_folds, "seed": seed,
+        "base_config": base_config.to_dict(), "cv_folds": cv_folds, "seed": seed,
         "executions_per_trial": executions_per_trial,
         "hypermodel": None if hypermodel is None else getattr(hypermodel, "__name__", type(hypermodel).__name__),
         "data": {"train": data_fingerprint(train_cases), "val": data_fingerprint(val_cases)},
