@@ -14,15 +14,15 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
 from tl_radiology._errors import InputError, SearchFailedError
-from tl_radiology.data import CaseCache, CaseLoader, Manifest
+from tl_radiology.data import CaseLoader
 from tl_radiology.search import SearchResult, run_search
 from tl_radiology.training import FineTuneConfig
-from tl_radiology.transforms import Compose, Resize, ScaleIntensity, Window
+from tl_radiology.transforms import Window
 
-from test_search_support import phantom_setup, register_tiny_backbone, tiny_config, unregister_tiny_backbone
+from test_search_support import (phantom_setup, pneumonia_setup, register_tiny_backbone, tiny_config,
+                                 unregister_tiny_backbone)
 
 pytestmark = pytest.mark.slow
 
@@ -35,24 +35,9 @@ def tiny_backbone():
 
 @pytest.fixture(scope="module")
 def pneumonia(shared_data, tmp_path_factory):
-    """48 train / 24 validation PneumoniaMNIST chest X-rays (half pneumonia), written as PNGs with a manifest."""
-    folder = tmp_path_factory.mktemp("pneumonia")
-    rows = []
-    with np.load(shared_data / "medmnist_pneumoniamnist" / "pneumoniamnist.npz") as data:
-        for split, per_class in (("train", 24), ("val", 12)):
-            images, labels = data[f"{split}_images"], data[f"{split}_labels"].reshape(-1)
-            for label in (0, 1):
-                for index in np.flatnonzero(labels == label)[:per_class]:
-                    name = f"{split}_{index:05d}.png"
-                    Image.fromarray(images[index]).save(folder / name)
-                    rows.append({"patient_id": f"pm-{split}-{index}", "label": str(label), "image": name,
-                                 "split": split})
-    pd.DataFrame(rows).to_csv(folder / "manifest.csv", index=False)
-    manifest = Manifest.from_csv(folder / "manifest.csv")
-    loader = CaseLoader("image", per_image=Compose([ScaleIntensity("range", value_range=(0, 255)), Resize(32)]))
-    cases = manifest.cases
-    return {"manifest": manifest, "train": cases[cases["split"] == "train"], "val": cases[cases["split"] == "val"],
-            "loader": loader, "cache": CaseCache(folder / "cache"), "folder": folder}
+    """48 train / 24 validation PneumoniaMNIST chest X-rays (half pneumonia), as PNGs with a manifest."""
+    manifest, train, val, loader, cache = pneumonia_setup(shared_data, tmp_path_factory.mktemp("pneumonia"))
+    return {"manifest": manifest, "train": train, "val": val, "loader": loader, "cache": cache}
 
 
 SPACE = {"input_size": [24, 32], "dropout": [0.0, 0.5], "head_learning_rate": {"min": 1e-3, "max": 3e-2, "log": True}}

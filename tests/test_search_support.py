@@ -65,6 +65,39 @@ def phantom_setup(folder, *, num_patients=12, cases_per_patient=3):
     return manifest, train, val, loader, CaseCache(folder / "cache")
 
 
+def pneumonia_setup(shared_data, folder, *, train_per_class=24, val_per_class=12):
+    """A small real PneumoniaMNIST subset (chest X-rays, half pneumonia) written as PNGs with a manifest.
+
+    Returns ``(manifest, train, val, loader, cache)``; images are scaled to [0, 1] and resized to 32 x 32.
+    """
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from tl_radiology.data import CaseCache, CaseLoader, Manifest
+    from tl_radiology.transforms import Compose, Resize, ScaleIntensity
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    with np.load(Path(shared_data) / "medmnist_pneumoniamnist" / "pneumoniamnist.npz") as data:
+        for split, per_class in (("train", train_per_class), ("val", val_per_class)):
+            images, labels = data[f"{split}_images"], data[f"{split}_labels"].reshape(-1)
+            for label in (0, 1):
+                for index in np.flatnonzero(labels == label)[:per_class]:
+                    name = f"{split}_{index:05d}.png"
+                    Image.fromarray(images[index]).save(folder / name)
+                    rows.append({"patient_id": f"pm-{split}-{index}", "label": str(label), "image": name,
+                                 "split": split})
+    pd.DataFrame(rows).to_csv(folder / "manifest.csv", index=False)
+    manifest = Manifest.from_csv(folder / "manifest.csv")
+    loader = CaseLoader("image", per_image=Compose([ScaleIntensity("range", value_range=(0, 255)), Resize(32)]))
+    cases = manifest.cases
+    train = cases[cases["split"] == "train"].reset_index(drop=True)
+    val = cases[cases["split"] == "val"].reset_index(drop=True)
+    return manifest, train, val, loader, CaseCache(folder / "cache")
+
+
 def tiny_config(**changes):
     from tl_radiology.training import FineTuneConfig
 

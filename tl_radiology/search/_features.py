@@ -339,9 +339,9 @@ def feature_search(
     else:
         missing = sorted(set(range(len(classes))) - set(labels[num_train:].tolist()))
         if missing:
-            raise InputError(f"The validation cases hold no case of class {', '.join(repr(classes[i]) for i in missing)}"
-                             f", so {objective} cannot be measured. Make a split with every class in validation, or "
-                             "use cv_folds.")
+            names = ", ".join(repr(classes[i]) for i in missing)
+            raise InputError(f"The validation cases hold no case of class {names}, so {objective} cannot be "
+                             "measured. Make a split with every class in validation, or use cv_folds.")
         splits = [(np.arange(num_train), np.arange(num_train, len(pooled)))]
 
     distributed = resolve_distributed(distributed)
