@@ -21,7 +21,7 @@ from .._options import look_up_option
 from .._progress import Progress, status
 from ..data import RunDir, load_arrays, loader_from_config
 from . import _runfiles as files
-from ._gradcam import grad_cam, overlay
+from ._gradcam import explain_target, grad_cam, overlay
 from ._scoring import predicted_labels, threshold_values
 
 __all__ = ["explain_run", "sample_cases", "png_bytes"]
@@ -126,6 +126,7 @@ def explain_run(run_dir, *, split: str = "val", num: int = 8, seed: int = 0, lay
                              "trained.")
         task, classes = trained.task.task, list(trained.classes or [])
         backbone = files.backbone_name(trained.training_config)
+        explain_target(trained.model, layer=layer, backbone=backbone)  # a bad --layer fails before anything is written
         x, _ = load_arrays(cases, loader_from_config(trained.loader_config), None)
         probabilities = trained.predict_proba(x)
         note = None

@@ -58,7 +58,7 @@ vertical-align:top}th{background:#f3f3f3}td.num{text-align:right;font-variant-nu
 border:2px solid #3b78c2}.banner.evaluated{background:#e9f7ec;border:2px solid #2e8b47}.banner.reused{background:
 #fdecea;border:3px solid #c0392b;color:#7b1d13}.banner.interrupted{background:#fff6e0;border:2px solid #d89b00}
 .na{color:#777;font-style:italic}figure{display:inline-block;margin:.5em;vertical-align:top;max-width:520px}
-figure img{max-width:100%;border:1px solid #ddd}figcaption{font-size:.85em;color:#444}
+figure.wide{max-width:100%}figure img{max-width:100%;border:1px solid #ddd}figcaption{font-size:.85em;color:#444}
 .gallery figure{max-width:300px}pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:.85em}
 nav ol{columns:2}small{color:#666}
 """
@@ -92,6 +92,8 @@ def _table(headers, rows, *, numeric_from: int = 1) -> str:
         for i, cell in enumerate(row):
             if isinstance(cell, _Raw):
                 cells.append(cell.html)
+            elif cell is None:
+                cells.append('<td class="na">none</td>')
             else:
                 cls = ' class="num"' if i >= numeric_from and isinstance(cell, (int, float)) else ""
                 cells.append(f"<td{cls}>{_number(cell) if isinstance(cell, (int, float)) else _esc(cell)}</td>")
@@ -117,7 +119,7 @@ def _metric_cell(name: str, summary: dict, confidence: float = 0.95) -> _Raw:
     return _Raw(f'<td class="num" data-metric="{_esc(name)}" data-estimate="{_esc(data)}">{text}</td>')
 
 
-def _metrics_table(result: dict, *, prefix: str) -> str:
+def _metrics_table(result: dict, *, prefix: str, classes=None) -> str:
     """Key metrics, then per-class / per-label tables, each cell with its interval."""
     confidence = float((result.get("bootstrap") or {}).get("confidence") or 0.95)
     metrics = result.get("metrics") or {}
@@ -151,6 +153,8 @@ def _metrics_table(result: dict, *, prefix: str) -> str:
     matrix = result.get("confusion_matrix")
     if isinstance(matrix, dict) and matrix.get("matrix"):
         names = matrix.get("class_order") or []
+        if result.get("task") == "binary" and classes and len(classes) == 2:
+            names = [f"{classes[0]} (negative)", f"{classes[1]} (positive)"]
         parts.append("<p>Confusion matrix (rows: true class, columns: predicted class):</p>"
                      + _table(["true \\ predicted", *names], [[n, *row] for n, row in zip(names, matrix["matrix"])]))
     boot = result.get("bootstrap") or {}
@@ -171,11 +175,12 @@ class _Builder:
         self.images: dict[str, bytes] = {}
         self.sections: dict[str, str] = {}
 
-    def image(self, name: str, path: Path, caption: str) -> str:
+    def image(self, name: str, path: Path, caption: str, *, wide: bool = False) -> str:
         data = Path(path).read_bytes()
         self.images[name] = data
         uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-        return (f'<figure><img src="{uri}" alt="{_esc(caption)}" data-file="{_esc(name)}">'
+        kind = ' class="wide"' if wide else ""
+        return (f'<figure{kind}><img src="{uri}" alt="{_esc(caption)}" data-file="{_esc(name)}">'
                 f"<figcaption>{_esc(caption)}</figcaption></figure>")
 
     def plots(self, folder: Path, plots: dict, prefix: str, what: str) -> str:
@@ -348,7 +353,7 @@ def _section_training(b: _Builder, record: dict | None) -> str:
     parts = []
     curves = b.run.path / "curves.png"
     if curves.is_file():
-        parts.append(b.image("training_curves.png", curves, "Training and validation curves per epoch"))
+        parts.append(b.image("training_curves.png", curves, "Training and validation curves per epoch", wide=True))
     history_path = b.run.path / "history.csv"
     if history_path.is_file():
         try:
@@ -383,7 +388,7 @@ def _section_validation(b: _Builder) -> str:
              _table(("item", "value"), _threshold_rows(record.get("threshold")))]
     counts = record.get("counts") or {}
     parts.append(f"<p>{_esc(counts.get('cases'))} validation cases of {_esc(counts.get('patients'))} patients.</p>")
-    parts.append(_metrics_table(record.get("metrics") or {}, prefix="val_"))
+    parts.append(_metrics_table(record.get("metrics") or {}, prefix="val_", classes=record.get("classes")))
     for note in record.get("notes") or []:
         parts.append(f"<p><small>{_esc(note)}</small></p>")
     parts.append(b.plots(b.run.path, record.get("plots") or {}, "val", "validation"))
@@ -432,9 +437,12 @@ def _result_block(b: _Builder, folder: Path, result: dict, prefix: str, what: st
     parts.append(f"<p>{_esc(counts.get('cases'))} cases of {_esc(counts.get('patients'))} patients"
                  + (": " + ", ".join(f"{_esc(k)} {_esc(v)}" for k, v in per_class.items()) if per_class else "")
                  + f". Evaluated {_esc(result.get('evaluated_at'))}.</p>")
-    parts.append("<p>Threshold (chosen on validation, not re-tuned): "
-                 + _esc(json.dumps(threshold.get("values"))) + f" &mdash; {_esc(threshold.get('rule'))}.</p>")
-    parts.append(_metrics_table(result.get("metrics") or {}, prefix=prefix))
+    values = threshold.get("values")
+    shown = (_number(values) if isinstance(values, float) else
+             ", ".join(f"{k} {_number(v)}" for k, v in values.items()) if isinstance(values, dict) else "none")
+    parts.append(f"<p>Threshold (chosen on validation, not re-tuned): {shown} &mdash; {_esc(threshold.get('rule'))}."
+                 "</p>")
+    parts.append(_metrics_table(result.get("metrics") or {}, prefix=prefix, classes=result.get("classes")))
     parts.append(b.plots(folder, (result.get("files") or {}).get("plots") or {}, prefix.rstrip("_"), what))
     external = result.get("external") or {}
     if external.get("note"):
