@@ -13,7 +13,6 @@ from sklearn.pipeline import Pipeline
 from tl_radiology._errors import InputError, RunDirError
 from tl_radiology.backbones import build_backbone
 from tl_radiology.data import CaseLoader, Manifest, import_medmnist, load_arrays
-from tl_radiology.evaluation import choose_threshold
 from tl_radiology.training import BackboneFeatures, FineTuneConfig, TrainedModel, fine_tune, make_classifier
 from tl_radiology.transforms import Compose, Resize, ScaleIntensity
 
@@ -62,6 +61,8 @@ def features_model(pneumonia):
 
 @pytest.mark.slow
 def test_keras_model_round_trip_gives_the_same_predictions(keras_model, pneumonia, tmp_path):
+    from tl_radiology.evaluation import choose_threshold
+
     x_val = pneumonia["x_val"]
     before = keras_model.predict_proba(x_val)
     assert before.shape == (24,) and ((0 <= before) & (before <= 1)).all()

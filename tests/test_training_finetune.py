@@ -277,8 +277,8 @@ def _multilabel_spec():
     return TaskSpec("multilabel", 2)
 
 
-def test_numpy_arrays_train_end_to_end_with_augmentation(tmp_path):
-    """Arrays instead of tf.data: batched and shuffled inside; augmented training, untouched validation."""
+def test_numpy_arrays_train_end_to_end_with_augmentation_reproducibly(tmp_path):
+    """Arrays instead of tf.data: batched and shuffled inside, augmented training; one seed, one training."""
     rng = np.random.default_rng(1)
     x = rng.random((24, 32, 32, 1)).astype("float32")
     y = (x.mean(axis=(1, 2, 3)) > np.median(x.mean(axis=(1, 2, 3)))).astype("float32")
@@ -291,16 +291,25 @@ def test_numpy_arrays_train_end_to_end_with_augmentation(tmp_path):
     assert result.trainable_params == {"head": 513}
     assert result.best_epoch == int(result.history.loc[result.history["val_loss"].idxmin(), "epoch"])
     assert result.to_trained_model().positive_class == "pneumonia"
+    # The same seed gives the same training, augmentation included.
+    keras.backend.clear_session()
+    again = fine_tune((x, y), (x, y), config=config, task="binary", verbose=False)
+    assert again.history["loss"].tolist() == result.history["loss"].tolist()
 
 
-def test_the_same_seed_gives_the_same_training_with_augmentation():
-    rng = np.random.default_rng(2)
-    x = rng.random((16, 32, 32, 1)).astype("float32")
-    y = np.array([0, 1] * 8, "float32")
-    config = FineTuneConfig(backbone="vgg16", weights=None, head_epochs=1, finetune_epochs=0, batch_size=8,
-                            augmentation=0.5, seed=3)
-    losses = []
-    for _ in range(2):
-        keras.backend.clear_session()
-        losses.append(fine_tune((x, y), (x, y), config=config, verbose=False).history["loss"].tolist())
-    assert losses[0] == losses[1]
+
+@pytest.mark.parametrize("task", ["regression", "multilabel"])
+def test_regression_and_multilabel_targets_train_and_predict_in_their_shapes(task):
+    rng = np.random.default_rng(3)
+    x = rng.random((8, 32, 32, 1)).astype("float32")
+    if task == "regression":
+        y, classes, shape = rng.normal(size=8).astype("float32"), None, (8,)  # as encode_labels gives (N,)
+    else:
+        y, classes, shape = np.eye(3, dtype="float32")[[0, 1, 2, 0, 1, 2, 0, 1]], ["a", "b", "c"], (8, 3)
+        y[0, 2] = 1.0  # two findings in one case
+    config = FineTuneConfig(backbone="vgg16", weights=None, head_epochs=1, finetune_epochs=0, batch_size=4)
+    keras.backend.clear_session()
+    result = fine_tune((x, y), (x, y), config=config, task=task, classes=classes, verbose=False)
+    assert result.monitor == ("val_loss" if task == "regression" else "val_auc")
+    assert math.isfinite(result.history[result.monitor].iloc[0])
+    assert result.to_trained_model().predict_proba(x).shape == shape
