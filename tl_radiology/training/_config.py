@@ -84,7 +84,9 @@ class FineTuneConfig:
             groups counted from the top (1 = the last block: ``block5`` of VGG16, ``conv5`` of ResNet50).
         train_batchnorm: let BatchNormalization layers learn and update their statistics in phase 2. Default
             ``False``: they stay in inference mode throughout (Keras guide), so small radiology batches cannot
-            overwrite statistics learned on large data.
+            overwrite statistics learned on large data. From random weights (``weights=None``) frozen BatchNorm
+            layers hold mean 0 / variance 1; MobileNet and EfficientNet then give near-constant features
+            (measured: pooled MobileNetV2 features of about 1e-13), so train from scratch with ``True``.
         batch_size: cases per batch (used when arrays are given; tf.data sets keep their own batching).
         augmentation: strength of random augmentation of training images, in [0, 1] (0 = none); see
             :func:`~tl_radiology.training.make_augmentation`.

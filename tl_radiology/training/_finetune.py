@@ -409,7 +409,7 @@ def fit_two_phases(
             the task does not record, or class weights for a multi-label / regression task.
 
     Example:
-        >>> config = FineTuneConfig(backbone="mobilenet_v2", weights=None, head_epochs=1, finetune_epochs=1)
+        >>> config = FineTuneConfig(backbone="resnet50", weights=None, head_epochs=1, finetune_epochs=1)
         >>> model = build_for_config(config, "binary", (32, 32, 1))  # doctest: +SKIP
         >>> result = fit_two_phases(model, (x_train, y_train), (x_val, y_val), config)  # doctest: +SKIP
         >>> result.history[["epoch", "phase", "val_auc"]]  # doctest: +SKIP
