@@ -209,8 +209,7 @@ def _brief(value) -> str:
 
 
 def write_summary(path: Path, summary: dict) -> Path:
-    """Write the summary atomically (a killed search never leaves half a file)."""
-    summary = dict(summary)
+    """Stamp the summary (time, version) and write it atomically (a killed search never leaves half a file)."""
     summary["written_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     summary["tl_radiology_version"] = __version__
     return atomic_write_json(path, summary)
