@@ -234,27 +234,28 @@ class TrainedModel:
     def ensemble(cls, members: Sequence["TrainedModel"], *, training_config=None):
         """A trained model averaging the probabilities (or values) of several trained models of one task.
 
-        Members must share the task, the classes and the input shape; they may differ in kind and backbone.
+        Members must share the task and the classes; they may differ in kind, backbone and preprocessing. When
+        their loaders (and so their input shapes) differ, predict with :meth:`predict_cases`, which loads the
+        cases once per member loader; :meth:`predict_proba` needs members that take the same images.
 
         Raises:
-            InputError: fewer than two members, or members that disagree.
+            InputError: fewer than two members, or members of different tasks or classes.
         """
         members = list(members)
         if len(members) < 2 or not all(isinstance(m, TrainedModel) for m in members):
             raise InputError("An ensemble needs at least two TrainedModel members.")
         first = members[0]
         for i, member in enumerate(members[1:], start=1):
-            for what in ("task", "classes", "input_shape"):
-                a, b = getattr(first, what), getattr(member, what)
-                if (a.to_dict() if what == "task" else a) != (b.to_dict() if what == "task" else b):
-                    raise InputError(
-                        f"Ensemble member {i} has {what} {b if what != 'task' else b.to_dict()} but member 0 has "
-                        f"{a if what != 'task' else a.to_dict()}; members must agree."
-                    )
+            for what, a, b in (("task", first.task.to_dict(), member.task.to_dict()),
+                               ("classes", first.classes, member.classes)):
+                if a != b:
+                    raise InputError(f"Ensemble member {i} has {what} {b} but member 0 has {a}; members must agree.")
         loaders = [m.loader_config for m in members]
+        shapes = [m.input_shape for m in members]
         return cls("ensemble", task=first.task, classes=first.classes,
                    loader_config=loaders[0] if all(c == loaders[0] for c in loaders) else None,
-                   input_shape=first.input_shape, weights=[m.weights for m in members],
+                   input_shape=shapes[0] if all(s == shapes[0] for s in shapes) else None,
+                   weights=[m.weights for m in members],
                    training_config={"mode": "ensemble", **(training_config or {})}, members=members)
 
     def set_threshold(self, choice) -> "TrainedModel":
