@@ -97,3 +97,14 @@ def test_weights_import_refuses_a_mismatching_file_in_one_line(tmp_path, capsys,
     assert "Unknown backbone 'vgg1'. Did you mean" in capsys.readouterr().err
     assert main(["weights", "import", str(tmp_path / "absent.h5"), "--backbone", "vgg16"]) == 2
     assert "absent.h5 not found" in capsys.readouterr().err
+
+
+def test_backbones_plain_unknown_name_suggests_close_names():
+    from tl_radiology.cli import main
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(["backbones", "resnet5O"]) == 2
+    assert err.getvalue().startswith("error: Unknown backbone 'resnet5O'. Did you mean 'resnet50'")

@@ -126,3 +126,15 @@ def test_atomic_results_get_normal_permissions_not_mkstemp_private(tmp_path):
         os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "report").stat().st_mode & 0o777 == 0o755
+
+
+def test_command_line_keeps_tensorflow_start_up_noise_off_the_terminal(tmp_path):
+    # A real console-script process: TensorFlow's C++ start-up lines are dropped, the error line is kept.
+    exe = os.path.join(os.path.dirname(sys.executable), "tl-radiology")
+    result = subprocess.run([exe, "backbones", "resnet5O"], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert lines and lines[-1].startswith("error: Unknown backbone 'resnet5O'. Did you mean 'resnet50'")
+    assert not [line for line in lines if "oneDNN" in line or "cuda" in line or "absl" in line], lines
+    debug = subprocess.run([exe, "--debug", "backbones", "resnet5O"], capture_output=True, text=True, cwd=tmp_path)
+    assert debug.returncode == 2 and "Traceback" in debug.stderr

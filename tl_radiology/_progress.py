@@ -6,13 +6,16 @@ output. ``set_quiet(True)`` (the command line's ``--quiet``) silences it.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import re
 import sys
+import threading
 import time
 import warnings
 
-__all__ = ["Progress", "set_quiet", "is_quiet", "status", "quiet_tensorflow"]
+__all__ = ["Progress", "set_quiet", "is_quiet", "status", "quiet_tensorflow", "filter_native_stderr"]
 
 _QUIET = False
 
@@ -113,3 +116,62 @@ def quiet_tensorflow(debug: bool = False) -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(tensorflow|keras|keras_tuner).*")
     warnings.filterwarnings("ignore", category=UserWarning, module=r"keras.*")
+
+
+# TensorFlow 2.21's C++ side logs through absl before Python can configure it ("oneDNN custom operations are on",
+# "Could not find cuda drivers", ...); TF_CPP_MIN_LOG_LEVEL no longer silences these lines.
+_NATIVE_NOISE = re.compile(
+    rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    rb"|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags\."
+    rb"|[IW]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w.]+:\d+\]"
+    rb"|E\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w.]+:\d+\] (Unable to register|failed call to cuInit))"
+)
+_FILTER_STATE: dict = {}
+
+
+def filter_native_stderr() -> None:
+    """Drop TensorFlow's native start-up log lines from this process's standard error; keep everything else.
+
+    Standard error (file descriptor 2) is routed through a pipe read by a thread that forwards every line except
+    the C++ informational/warning lines of TensorFlow and absl. Used by the command line unless ``--debug``.
+    Idempotent; the original standard error is restored at exit after the remaining lines are forwarded.
+    """
+    if _FILTER_STATE:
+        return
+    try:
+        sys.stderr.flush()
+        real = os.dup(2)
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, 2)
+        os.close(write_end)
+    except OSError:  # no usable fd 2 (embedded interpreters): leave stderr alone
+        return
+
+    def pump() -> None:
+        with os.fdopen(read_end, "rb", buffering=0) as pipe:
+            pending = b""
+            while True:
+                chunk = pipe.read(65536)
+                if not chunk:
+                    break
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if not _NATIVE_NOISE.match(line):
+                        os.write(real, line + b"\n")
+            if pending and not _NATIVE_NOISE.match(pending):
+                os.write(real, pending)
+
+    thread = threading.Thread(target=pump, name="stderr-filter", daemon=True)
+    thread.start()
+    _FILTER_STATE.update(real=real, thread=thread)
+
+    def restore() -> None:
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(real, 2)  # closes the pipe's last write end in this process: the pump sees EOF
+        thread.join(timeout=2.0)
+
+    atexit.register(restore)

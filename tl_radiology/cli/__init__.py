@@ -67,15 +67,40 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def _global_flags_after_command(argv: list[str]) -> list[str]:
+    # `tl-radiology --debug run ...` and `tl-radiology run --debug ...` both work: the flags belong to each
+    # subcommand's parser, so ones given before the command are moved after it.
+    flags = [a for a in argv[: _command_index(argv)] if a in ("--debug", "--quiet")]
+    if not flags:
+        return argv
+    i = _command_index(argv)
+    rest = [a for a in argv[:i] if a not in flags]
+    return rest + argv[i : i + 1] + flags + argv[i + 1 :]
+
+
+def _command_index(argv: list[str]) -> int:
+    for i, arg in enumerate(argv):
+        if not arg.startswith("-"):
+            return i
+    return len(argv)
+
+
+def _is_console_script() -> bool:
+    # Only a real command-line process filters its native stderr; main() called from tests or a notebook does not.
+    return os.path.basename(sys.argv[0] or "") in ("tl-radiology", "__main__.py")
+
+
 def main(argv=None) -> int:
     """Entry point of the ``tl-radiology`` console script; returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _global_flags_after_command(list(sys.argv[1:] if argv is None else argv))
     debug = "--debug" in argv
-    from tl_radiology._progress import quiet_tensorflow, set_quiet
+    from tl_radiology._progress import filter_native_stderr, quiet_tensorflow, set_quiet
 
     quiet_tensorflow(debug=debug)
     if not debug:
         os.environ.setdefault("PYTHONWARNINGS", "ignore")
+        if __name__ == "__main__" or _is_console_script():
+            filter_native_stderr()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -39,6 +39,8 @@ def run(args) -> int:
     from tl_radiology._errors import InputError
     from tl_radiology.backbones import get_backbone, list_backbones, weights_status
 
+    if not any(ch in args.pattern for ch in "*?["):
+        get_backbone(args.pattern)  # a plain name: an unknown one fails with "did you mean"
     names = list_backbones(args.pattern)
     if not names:
         raise InputError(
