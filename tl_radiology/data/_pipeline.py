@@ -375,8 +375,10 @@ def make_dataset(
 
     dataset = batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if augment is not None:
-        dataset = dataset.map(_augmenter(augment, has_targets=y_tensor is not None),
-                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        # Sequential on purpose: seeded Keras random layers draw from one generator, and parallel calls would
+        # consume it in a varying order, so the same seed would not give the same augmented batches. The layers
+        # are vectorised over the batch, so little is lost.
+        dataset = dataset.map(_augmenter(augment, has_targets=y_tensor is not None))
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
