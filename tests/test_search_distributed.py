@@ -14,9 +14,16 @@ import time
 
 import pytest
 
-from test_search_support import PYTHON, phantom_setup, subprocess_environment
+from test_search_support import (PYTHON, phantom_setup, register_tiny_backbone, subprocess_environment, tiny_config,
+                                 unregister_tiny_backbone)
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tiny_backbone():
+    yield register_tiny_backbone()
+    unregister_tiny_backbone()
 
 SEARCH_SCRIPT = textwrap.dedent("""
     import json, sys
@@ -99,6 +106,18 @@ def test_a_chief_and_two_workers_share_one_search(tmp_path):
     assert {t["trial_id"]: t["tuner_id"] for t in chief["trials"]} == {
         trial_id: worker for worker, trials in by_worker.items() for trial_id in trials}
     assert chief["this_run"] == {"role": "chief", "tuner_id": "chief", "trials_run": []}
+
+    # The same project resumed in one process (no chief, no workers) continues it: one more trial, numbered on.
+    from tl_radiology.search import run_search
+
+    manifest, train, val, loader, cache = phantom_setup(tmp_path)
+    resumed = run_search(train, val, loader=loader, cache=cache, base_config=tiny_config(),
+                         space={"dropout": [0.0, 0.25, 0.5], "head_learning_rate": {"min": 1e-3, "max": 1e-2,
+                                                                                   "log": True}},
+                         task=manifest.task, classes=manifest.classes, max_trials=5, directory=tmp_path / "run",
+                         verbose=0)
+    assert resumed.summary["this_run"]["trials_run"] == ["4"]
+    assert resumed.summary["counts"]["completed"] == 5
 
 
 def test_mirrored_strategy_trains_each_trial_on_two_devices(tmp_path):

@@ -212,3 +212,21 @@ def test_a_users_build_function_or_hypermodel_is_accepted(phantoms, tmp_path):
                         objective="val_accuracy", directory=tmp_path / "hypermodel", verbose=0)
     row = result.trials.loc[0]
     assert row["status"] == "COMPLETED" and 0.0 <= row["objective"] <= 1.0 and 1e-3 <= row["learning_rate"] <= 1e-2
+
+
+def test_transfer_hypermodel_works_with_keras_tuners_own_tuner(phantoms, tmp_path):
+    import keras_tuner
+
+    from tl_radiology.search import TransferHyperModel
+
+    manifest, train, val, loader, cache = phantoms
+    hypermodel = TransferHyperModel(train, val, loader=loader, cache=cache, base_config=tiny_config(),
+                                    space={"dropout": [0.0, 0.5]}, task=manifest.task, classes=manifest.classes)
+    tuner = keras_tuner.RandomSearch(hypermodel, objective="val_auc", max_trials=1, directory=tmp_path,
+                                     project_name="plain", seed=1)
+    tuner.search()
+    (trial,) = tuner.oracle.trials.values()
+    assert trial.status == "COMPLETED" and 0.0 <= trial.score <= 1.0
+    assert hypermodel.trial_config(trial.hyperparameters).dropout == trial.hyperparameters["dropout"]
+    with pytest.raises(TypeError, match="holds its own cases"):
+        hypermodel.fit(trial.hyperparameters, None, "x_train")

@@ -26,10 +26,10 @@ from .._progress import status
 from ._distributed import distributed_environment, resolve_distributed
 from ._folds import describe_folds, patient_folds, pool_cases
 from ._hypermodel import infer_classes
-from ._run import _prepare_project, check_count, data_fingerprint, finish_search
-from ._space import SearchSpace
-from ._tuner import trial_tracebacks, RecordingMixin, make_oracle, mean_metrics, quiet_stdout
 from ._results import check_settings
+from ._run import check_count, data_fingerprint, finish_search, prepare_project
+from ._space import SearchSpace
+from ._tuner import RecordingMixin, make_oracle, mean_metrics, quiet_stdout, reload_project, trial_tracebacks
 
 __all__ = ["feature_search", "CLASSIFIER_SPACES", "FEATURE_OBJECTIVES"]
 
@@ -355,7 +355,7 @@ def feature_search(
                         **options)
     hypermodel = _FeatureHyperModel(backbones, classifier_entries)
 
-    project_dir, summary_path = _prepare_project(directory, project_name, overwrite=overwrite,
+    project_dir, summary_path = prepare_project(directory, project_name, overwrite=overwrite,
                                                  distributed=distributed)
     spaces = {name: {p: e.spec for p, e in entries.items()} for name, entries in classifier_entries.items()}
     settings = {
@@ -377,6 +377,8 @@ def feature_search(
                 num_classes=len(classes), objective=objective, distributed=distributed, verbose=verbose,
                 directory=str(Path(directory)), project_name=project_name, overwrite=False,
             )
+        if resumed and not worker:
+            reload_project(search_tuner, project_dir)
         if verbose and resumed and not worker:
             status(f"feature search: resuming {project_dir}: {len(search_tuner.oracle.trials)} trials recorded")
         with trial_tracebacks(verbose >= 2):

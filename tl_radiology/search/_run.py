@@ -23,9 +23,9 @@ from ._hypermodel import TransferHyperModel, objective_direction
 from ._results import (SearchResult, check_settings, count_statuses, raise_if_all_failed, summary_path_for,
                        trial_records, trials_frame, write_summary)
 from ._space import SearchSpace
-from ._tuner import trial_tracebacks, TUNERS, SearchTuner, make_oracle, quiet_stdout
+from ._tuner import TUNERS, SearchTuner, make_oracle, quiet_stdout, reload_project, trial_tracebacks
 
-__all__ = ["run_search", "check_count", "check_project_name", "data_fingerprint", "finish_search"]
+__all__ = ["run_search", "check_count", "check_project_name", "data_fingerprint", "finish_search", "prepare_project"]
 
 
 def check_count(name: str, value, minimum: int = 1) -> int:
@@ -48,7 +48,7 @@ def data_fingerprint(cases: pd.DataFrame) -> str:
     return hashlib.sha256(json.dumps(rows).encode("utf-8")).hexdigest()[:16]
 
 
-def _prepare_project(directory, project_name, *, overwrite: bool, distributed) -> tuple[Path, Path]:
+def prepare_project(directory, project_name, *, overwrite: bool, distributed) -> tuple[Path, Path]:
     directory = ensure_writable_dir(directory, option="directory")
     project_dir = directory / check_project_name(project_name)
     summary_path = summary_path_for(directory, project_name)
@@ -272,7 +272,7 @@ def run_search(
                 f"loader (Resize({size})), set input_size=None, or search input_size in the space."
             )
 
-    project_dir, summary_path = _prepare_project(directory, project_name, overwrite=overwrite,
+    project_dir, summary_path = prepare_project(directory, project_name, overwrite=overwrite,
                                                  distributed=distributed)
     settings = {
         "mode": "fine_tune", "tuner": tuner_name, "tuner_options": dict(tuner_options or {}),
@@ -296,6 +296,8 @@ def run_search(
                 directory=str(Path(directory)), project_name=project_name, executions_per_trial=executions_per_trial,
                 distribution_strategy=strategy, overwrite=False,
             )
+        if resumed and not worker:
+            reload_project(search_tuner, project_dir)
         if verbose and resumed and not worker:
             done = sum(1 for t in search_tuner.oracle.trials.values() if t.status == "COMPLETED")
             status(f"{label}: resuming {project_dir}: {len(search_tuner.oracle.trials)} trials recorded, {done} "

@@ -10,6 +10,9 @@ things, both in :class:`_OracleMixin`:
   stops again after its next trial. Here the check counts only the trailing failures of the current session
   and stops the search by answering ``STOPPED`` to the next request for a trial (which also tells distributed
   workers to stop), after everything is saved.
+- **Saving after a trial ends.** keras-tuner saves ``oracle.json`` inside ``end_trial`` before it drops the
+  trial from the ongoing ones; only a local tuner saves again afterwards. A chief's project therefore kept
+  finished trials as ongoing, and resuming it trained them again. The oracle saves again after ``end_trial``.
 - **Who ran a trial.** The oracle records the tuner id each trial was handed to (``trial_tuner_ids``, kept in
   ``oracle.json``), so the chief's summary can say which worker ran what.
 
@@ -43,7 +46,7 @@ from .._progress import status
 from ._distributed import serve_oracle
 
 __all__ = ["TUNERS", "make_oracle", "SearchTuner", "RecordingMixin", "short_error", "TRIAL_INFO_FILE",
-           "mean_metrics", "quiet_stdout", "trial_record", "trial_tracebacks"]
+           "mean_metrics", "quiet_stdout", "trial_record", "trial_tracebacks", "reload_project"]
 
 TRIAL_INFO_FILE = "tl_radiology_trial.json"
 
@@ -83,6 +86,14 @@ class _OracleMixin:
         if trailing >= limit and self.stop_reason is None:
             self.stop_reason = (f"stopped after {trailing} consecutive failed trials "
                                 f"(max_consecutive_failed_trials={limit})")
+
+    @keras_tuner.synchronized
+    def end_trial(self, trial):
+        # keras-tuner saves the oracle inside end_trial *before* it removes the trial from the ongoing ones; a
+        # local tuner saves again afterwards, but a chief does not, so its oracle.json kept each worker's last
+        # trial as ongoing and a resumed project trained that finished trial again. Save once more here.
+        super().end_trial(trial)
+        self.save()
 
     @keras_tuner.synchronized
     def create_trial(self, tuner_id):
@@ -231,6 +242,17 @@ def trial_tracebacks(show: bool):
         yield
     finally:
         tuner_config.DEBUG = before
+
+
+def reload_project(tuner, project_dir) -> None:
+    """Load the project's trials when keras-tuner did not.
+
+    keras-tuner reloads a project only if it finds this process's own tuner file (``<tuner_id>.json``), so a
+    project run by a chief and resumed in one process (or the other way round) would start counting trials from
+    0 again and overwrite ``trial_0``. Reload the oracle from ``oracle.json`` in that case.
+    """
+    if not tuner.oracle.trials and (Path(project_dir) / "oracle.json").is_file():
+        tuner.oracle.reload()
 
 
 def _now() -> str:
