@@ -241,3 +241,12 @@ def test_bad_evaluate_options_exit_2_with_one_line(run, tmp_path_factory, capsys
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err
     assert _events(run) == ["sealed"] and not (run / "external" / "site_c").exists()
+
+
+@pytest.mark.parametrize("command", [["evaluate"], ["explain"], ["report"], ["predict", "x.png", "--out", "p.csv"]])
+def test_a_folder_without_a_run_is_refused_and_not_created(tmp_path, capsys, command):
+    missing = tmp_path / "no_such_run"
+    assert main([command[0], str(missing), *command[1:]]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(missing) in err and "tl-radiology" in err
+    assert not missing.exists()

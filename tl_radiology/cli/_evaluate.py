@@ -97,8 +97,10 @@ def run(args) -> int:
     if result.get("reused_test_set"):
         print(f"WARNING: reused test set (reason: {result.get('reopen_reason')!r}); not an independent estimate.")
     values = result["threshold"]["values"]
-    if values is not None:
-        print(f"threshold (chosen on validation): {values}")
+    if isinstance(values, dict):
+        print("thresholds (chosen on validation): " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
+    elif values is not None:
+        print(f"threshold (chosen on validation): {values:.4g}")
     for name, summary in result["key_metrics"].items():
         print(f"  {name:<24} {format_summary(summary)}")
     print(f"results: {folder / 'final_test.json'}")

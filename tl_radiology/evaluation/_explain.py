@@ -109,6 +109,7 @@ def explain_run(run_dir, *, split: str = "val", num: int = 8, seed: int = 0, lay
     """
     split = look_up_option(split, ("train", "val", "test"), what="split")
     run = RunDir(run_dir)
+    run.sealed_test()  # a clear error when RUN_DIR has no split, before locking (which would create the folder)
     with files.holding_lock(run.path, f"explain {split}"):
         cases = _test_cases(run) if split == "test" else run.cases(split)
         if len(cases) == 0:

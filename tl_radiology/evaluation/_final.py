@@ -224,8 +224,8 @@ def evaluate_run(run_dir, *, reopen_reason: str | None = None, n_bootstrap: int 
     """
     _check_options(n_bootstrap, seed)
     run = RunDir(run_dir)
+    run.sealed_test()  # a clear error when there is no split, before locking (which would create the folder)
     with files.holding_lock(run.path, "evaluate"):
-        run.sealed_test()  # a clear error when there is no split, before loading anything
         trained = files.load_trained_model(run.path)
         _check_ready(trained, trained.task.task, list(trained.classes or []))
         return _evaluate_sealed(run, run.path, trained, model_run=run.path, purpose="final evaluation",
@@ -368,8 +368,8 @@ def evaluate_external(run_dir, manifest, *, name: str, reopen_reason: str | None
     _check_options(n_bootstrap, seed)
     site = files.check_site_name(name)
     run = RunDir(run_dir)
+    run.sealed_test()  # the development run must have its split (task, classes, columns)
     with files.holding_lock(run.path, f"evaluate --external {site}"):
-        run.sealed_test()  # the development run must have its split (task, classes, columns)
         trained = files.load_trained_model(run.path)
         _check_ready(trained, trained.task.task, list(trained.classes or []))
         external = _read_external_manifest(run, manifest, patient_column)

@@ -223,8 +223,9 @@ def _test_state(run: RunDir, final: dict | None) -> tuple[str, str]:
             f"The test set (sealed {sealed_at}) was opened {len(openings)} time(s) but no evaluation completed "
             "(interrupted or failed): there is no final result. Run `tl-radiology evaluate` to complete one.")
     if final is not None:
-        return "interrupted", ("final_test.json exists but audit.log records no completed evaluation of the current "
-                               "seal; the result does not belong to this seal.")
+        return "sealed", (f"The test set is sealed (sealed {sealed_at}) and not yet evaluated under this seal: the "
+                          "final_test.json present belongs to an earlier seal (the split was re-sealed) and is not "
+                          "shown. Run `tl-radiology evaluate RUN_DIR` once for the final test.")
     return "sealed", (f"The test set is still sealed (sealed {sealed_at}): everything below comes from training and "
                       "validation data. Run `tl-radiology evaluate RUN_DIR` once for the final test.")
 

@@ -121,8 +121,8 @@ def load_trained_model(run_dir):
     run_dir = Path(run_dir)
     if not (run_dir / "model.json").is_file():
         raise RunDirError(
-            f"Run directory {run_dir} has no model.json: no model was trained and saved there yet. Train first "
-            f"(tl-radiology run RECIPE --out {run_dir}), then evaluate."
+            f"Run directory {run_dir} has no model.json: no model was trained and saved there yet. Train one first: "
+            f"tl-radiology run RECIPE --out {run_dir}"
         )
     return TrainedModel.load(run_dir)
 

@@ -56,6 +56,7 @@ def finalize_on_validation(run_dir, trained_model, *, loader=None, cache=None, t
         ... # doctest: +SKIP
     """
     run = RunDir(run_dir)
+    run.sealed_test()  # a clear error when there is no split, before locking (which would create the folder)
     with files.holding_lock(run.path, "finalize on validation"):
         cases = run.cases("val")
         if len(cases) == 0:
@@ -65,14 +66,17 @@ def finalize_on_validation(run_dir, trained_model, *, loader=None, cache=None, t
             )
         info = run.info
         task, classes = trained_model.task.task, list(trained_model.classes or info.get("classes") or [])
-        if loader is None:
-            if trained_model.loader_config is None:
-                raise InputError("The model was saved without its loader; pass loader=the CaseLoader it was trained "
-                                 "with.")
-            loader = loader_from_config(trained_model.loader_config)
         status(f"finalising on validation: predicting {len(cases)} cases")
-        x, _ = load_arrays(cases, loader, cache)
-        probabilities = trained_model.predict_proba(x)
+        if loader is None and trained_model.loader_config is None and trained_model.kind == "ensemble":
+            probabilities = trained_model.predict_cases(cases)  # members with different loaders load their own
+        else:
+            if loader is None:
+                if trained_model.loader_config is None:
+                    raise InputError("The model was saved without its loader; pass loader=the CaseLoader it was "
+                                     "trained with.")
+                loader = loader_from_config(trained_model.loader_config)
+            x, _ = load_arrays(cases, loader, cache)
+            probabilities = trained_model.predict_proba(x)
         y = as_targets(cases["label"], task, classes)
         record = choose_thresholds(task, classes, y, probabilities, method=threshold_method, target=target)
         trained_model.threshold = None
