@@ -138,3 +138,17 @@ def test_command_line_keeps_tensorflow_start_up_noise_off_the_terminal(tmp_path)
     assert not [line for line in lines if "oneDNN" in line or "cuda" in line or "absl" in line], lines
     debug = subprocess.run([exe, "--debug", "backbones", "resnet5O"], capture_output=True, text=True, cwd=tmp_path)
     assert debug.returncode == 2 and "Traceback" in debug.stderr
+
+
+def test_run_lock_is_reentrant_within_one_process(tmp_path):
+    with _atomic.RunLock(tmp_path, "run"):
+        with _atomic.RunLock(tmp_path, "finalize on validation"):
+            pass
+        # still held after the nested release: another process is refused
+        probe = subprocess.run(
+            [sys.executable, "-c", f"from tl_radiology._atomic import RunLock; RunLock({str(tmp_path)!r}, 'x').acquire()"],
+            capture_output=True, text=True,
+        )
+        assert probe.returncode != 0 and "is in use by another process" in probe.stderr and "command 'run'" in probe.stderr
+    with _atomic.RunLock(tmp_path, "evaluate"):  # released for real at the outer exit
+        pass

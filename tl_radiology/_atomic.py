@@ -15,6 +15,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -170,20 +171,35 @@ class RunLock:
     SIGKILL, so a killed command never leaves the directory locked. The file records who holds it, for the
     message the second command prints.
 
+    The lock is re-entrant within one process: ``tl-radiology run`` holds it and calls functions (finalising on
+    validation, sealing) that take it again; a nested acquisition counts instead of refusing itself (a second
+    ``flock`` on another descriptor of the same file would block even in the same process).
+
     Example:
         >>> with RunLock(run_dir, "search"):  # doctest: +SKIP
         ...     ...
     """
 
+    _held: dict = {}  # resolved run directory -> [outermost RunLock, nesting depth], for this process
+    _guard = threading.Lock()
+
     def __init__(self, run_dir, command: str):
         self.run_dir = Path(run_dir)
         self.command = command
         self._fh = None
+        self._nested_key = None
 
     def acquire(self) -> "RunLock":
         import fcntl
 
         ensure_writable_dir(self.run_dir)
+        key = os.path.realpath(self.run_dir)
+        with RunLock._guard:
+            held = RunLock._held.get(key)
+            if held is not None and held[0]._fh is not None:
+                held[1] += 1
+                self._nested_key = key
+                return self
         lock_path = self.run_dir / ".lock"
         fh = open(lock_path, "a+", encoding="utf-8")
         try:
@@ -207,10 +223,21 @@ class RunLock:
         )
         fh.flush()
         self._fh = fh
+        with RunLock._guard:
+            RunLock._held[key] = [self, 0]
         return self
 
     def release(self) -> None:
+        if self._nested_key is not None:
+            with RunLock._guard:
+                held = RunLock._held.get(self._nested_key)
+                if held is not None:
+                    held[1] -= 1
+            self._nested_key = None
+            return
         if self._fh is not None:
+            with RunLock._guard:
+                RunLock._held.pop(os.path.realpath(self.run_dir), None)
             import fcntl
 
             with contextlib.suppress(OSError):

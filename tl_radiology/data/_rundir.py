@@ -21,11 +21,9 @@ that was never completed (the evaluation was killed) is found by the next openin
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import json
 import os
-import socket
 import uuid
 import warnings
 from datetime import datetime, timezone
@@ -35,7 +33,7 @@ from pathlib import Path
 import pandas as pd
 
 from .._atomic import RunLock, append_line, atomic_write_json, atomic_write_text
-from .._errors import InputError, RunDirBusyError, RunDirError, SealBrokenError, SealError
+from .._errors import InputError, RunDirError, SealBrokenError, SealError
 from .._options import look_up_option
 from ._hashing import image_files, sha256_file
 from ._leakage import check_leakage
@@ -50,29 +48,6 @@ _HASH = "sha256"
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-@contextlib.contextmanager
-def _run_lock(path: Path, command: str):
-    """Hold the run-directory lock, unless this very process already holds it (evaluate opens the seal while
-    holding its own lock; a second flock from the same process would refuse itself)."""
-    lock = RunLock(path, command)
-    held_by_us = False
-    try:
-        lock.acquire()
-    except RunDirBusyError:
-        try:
-            holder = (Path(path) / ".lock").read_text(encoding="utf-8")
-        except OSError:
-            holder = ""
-        if not holder.startswith(f"pid {os.getpid()} on {socket.gethostname()},"):
-            raise
-        held_by_us = True
-    try:
-        yield
-    finally:
-        if not held_by_us:
-            lock.release()
 
 
 class SplitResult:
@@ -268,7 +243,7 @@ class RunDir:
             "counts": {s: int((table["split"] == s).sum()) for s in SPLITS},
             "leakage": report.to_dict(),
         }
-        with _run_lock(self.path, "split"):
+        with RunLock(self.path, "split"):
             state = "created"
             previous = None
             if self.has_split():
@@ -455,7 +430,7 @@ class SealedTestSet:
             raise InputError("--reason must say why the test set is opened again (recorded in audit.log). "
                              "Received an empty reason.")
         run = self.run_dir
-        with _run_lock(run.path, f"open test set ({purpose})"):
+        with RunLock(run.path, f"open test set ({purpose})"):
             lock = _read_json(run.test_lock, "test.lock", run.path)
             # Only events since the latest (re-)sealing concern this seal; evaluations of an earlier seal mark
             # this one's results as from a reused test set (its cases were most likely seen before).
@@ -538,7 +513,7 @@ class SealedTestSet:
             shown = result_path.resolve().relative_to(run.path.resolve()).as_posix()
         except ValueError:
             shown = str(result_path)
-        with _run_lock(run.path, "evaluate (completing)"):
+        with RunLock(run.path, "evaluate (completing)"):
             run._audit("evaluated", opening_id=self.opening_id, result=shown,
                        result_sha256=sha256_file(result_path), reused=self.reused)
         self._completed = True

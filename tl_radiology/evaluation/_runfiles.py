@@ -19,16 +19,13 @@ Files (relative to the run directory):
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import socket
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .._atomic import RunLock
-from .._errors import RunDirBusyError, RunDirError
+from .._errors import RunDirError
 
 __all__ = [
     "VAL_PREDICTIONS",
@@ -84,30 +81,9 @@ def read_json(path: Path, *, missing_ok: bool = False):
         raise RunDirError(f"{path} is not valid JSON ({exc}); it was edited or damaged. Restore or rewrite it.") from None
 
 
-@contextlib.contextmanager
-def holding_lock(run_dir, command: str):
-    """Hold ``RunLock(run_dir, command)``, unless this very process already holds it.
-
-    ``tl-radiology run`` holds the lock while it calls :func:`finalize_on_validation`; a second ``flock`` of the
-    same file from the same process would refuse itself.
-    """
-    lock = RunLock(run_dir, command)
-    mine = False
-    try:
-        lock.acquire()
-    except RunDirBusyError:
-        try:
-            holder = (Path(run_dir) / ".lock").read_text(encoding="utf-8")
-        except OSError:
-            holder = ""
-        if not holder.startswith(f"pid {os.getpid()} on {socket.gethostname()},"):
-            raise
-        mine = True
-    try:
-        yield
-    finally:
-        if not mine:
-            lock.release()
+def holding_lock(run_dir, command: str) -> RunLock:
+    """``RunLock(run_dir, command)``; re-entrant, so ``tl-radiology run`` may hold it while calling in here."""
+    return RunLock(run_dir, command)
 
 
 def load_trained_model(run_dir):
