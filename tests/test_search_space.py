@@ -225,3 +225,17 @@ def test_patient_folds_keep_each_patient_on_one_side_and_every_class_in_each_fol
         patient_folds(cases, 1, task="multiclass")
     regression = cases.assign(label=np.linspace(0, 1, 36))
     assert len(patient_folds(regression, 3, task="regression")) == 3
+
+
+def test_a_chief_whose_port_is_taken_says_so(tmp_path):
+    import socket
+
+    from tl_radiology.search._distributed import serve_oracle
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(InputError, match=rf"The search chief cannot listen on oracle_address 127\.0\.0\.1:{port}: "
+                                             r"the port is in use"):
+            serve_oracle(object(), DistributedConfig("chief", f"127.0.0.1:{port}"))

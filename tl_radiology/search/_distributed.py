@@ -191,7 +191,8 @@ def serve_oracle(oracle, config: DistributedConfig, *, poll_seconds: float = 0.2
     from keras_tuner.src import protos
     from keras_tuner.src.distribute.oracle_chief import OracleServicer, exit_chief
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    # No SO_REUSEPORT: a second chief on the same port must fail here rather than share the port with the first.
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1), options=[("grpc.so_reuseport", 0)])
     servicer = OracleServicer(oracle)
     protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
     address = f"{config.host}:{config.port}"
