@@ -22,4 +22,22 @@ from ._errors import (  # noqa: E402
     TLRadiologyError,
 )
 
-__all__ = ["__version__", "TLRadiologyError", "InputError", "ManifestError", "SealError"]
+# Recipes and running them (TensorFlow is imported only when a recipe is made or run).
+from ._recipe import Recipe, list_recipes, load_recipe  # noqa: E402
+from ._run import RunResult, run_recipe, search_recipe  # noqa: E402
+from ._run_demo import run_demo  # noqa: E402
+
+__all__ = [
+    "__version__",
+    "TLRadiologyError",
+    "InputError",
+    "ManifestError",
+    "SealError",
+    "Recipe",
+    "load_recipe",
+    "list_recipes",
+    "run_recipe",
+    "search_recipe",
+    "RunResult",
+    "run_demo",
+]

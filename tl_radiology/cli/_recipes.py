@@ -1,0 +1,72 @@
+"""``tl-radiology recipes [NAME]``: list the prebuilt recipes, or show one recipe's resolved fields."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "list the prebuilt recipes, or show the fields of one (with --set changes); --copy it to edit"
+
+DESCRIPTION = """\
+Without NAME: one line per prebuilt recipe (mode, task, backbone(s), what it does). With NAME (a prebuilt name,
+a recipe .py file or a run's recipe.json): every field of the recipe as `tl-radiology run` would use it, after the
+--set changes. --copy FILE writes the prebuilt recipe's source to FILE to edit; run it with
+`tl-radiology run FILE ...`.
+"""
+
+EPILOG = """\
+examples:
+  tl-radiology recipes
+  tl-radiology recipes liver_lesion_triphasic_ct --set image_columns=native,arterial
+  tl-radiology recipes chest_xray --copy my_cxr.py && tl-radiology run my_cxr.py --manifest m.csv --out runs/a
+"""
+
+
+def register(subparsers, common) -> None:
+    """Add the ``recipes`` subcommand."""
+    p = subparsers.add_parser("recipes", parents=[common], help=HELP, description=DESCRIPTION, epilog=EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", nargs="?", default=None, metavar="NAME", help="a recipe name or file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="change a field before showing it (repeatable)")
+    p.add_argument("--json", action="store_true", help="print the recipe as JSON (as recipe.json holds it)")
+    p.add_argument("--copy", default=None, metavar="FILE", help="write the prebuilt recipe's .py source to FILE")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    """Run ``recipes`` with parsed arguments; returns the exit status."""
+    import json
+
+    from tl_radiology._errors import InputError
+    from tl_radiology._recipe import format_recipe, list_recipes, load_recipe, recipe_source
+
+    from ._run import parse_overrides
+
+    if args.name is None:
+        if args.overrides or args.json or args.copy:
+            raise InputError("--set, --json and --copy need a recipe NAME, e.g. `tl-radiology recipes chest_xray "
+                             "--json`.")
+        names = list_recipes()
+        width = max(len(n) for n in names)
+        print(f"{'recipe':<{width}}  {'mode':<9} {'task':<11} {'backbone(s)':<28} description")
+        for name in names:
+            print(f"{name:<{width}}  {load_recipe(name).summary_line()}")
+        print("\nShow one: tl-radiology recipes NAME   Run one: tl-radiology run NAME --manifest CSV --out DIR")
+        return 0
+    if args.copy:
+        from tl_radiology._recipe import copy_recipe
+
+        path = copy_recipe(args.name, args.copy)
+        print(f"Wrote {path}: edit it, then run it with `tl-radiology run {path} --manifest CSV --out DIR`.")
+        return 0
+    recipe = load_recipe(args.name)
+    overrides = parse_overrides(args.overrides)
+    if overrides:
+        recipe = recipe.replace_from_strings(overrides)
+    if args.json:
+        print(json.dumps(recipe.to_dict(), indent=2))
+        return 0
+    print(format_recipe(recipe))
+    if args.name in list_recipes():
+        print(f"\nsource: {recipe_source(args.name)} (copy it with --copy FILE to edit)")
+    return 0
