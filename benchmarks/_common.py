@@ -251,17 +251,19 @@ def retina_manifest(work: Path):
 def phantom_manifest(work: Path, num_cases: int, size: int = 64):
     """Triphasic CT phantoms (3 DICOM files per case), written once per (count, size) under ``work``.
 
-    Returns ``(manifest, seconds_to_write or None if they existed)``.
+    Returns ``(manifest, seconds it took to write them, or None if unknown)``.
     """
     from tl_radiology.data import Manifest, make_triphasic_phantoms
 
     folder = work / f"phantoms_{num_cases}_{size}px"
     csv = folder / "manifest.csv"
-    seconds = None
+    record = work / f"phantoms_{num_cases}_{size}px.json"  # how long writing them took (kept beside the folder)
     if not csv.is_file():
         patients = max(1, num_cases // 4)
         seconds, csv = timed(make_triphasic_phantoms, folder, num_patients=patients,
                              cases_per_patient=num_cases // patients, size=size, overwrite=True)
+        record.write_text(json.dumps({"seconds": seconds, "load_average": load_average()}))
+    seconds = json.loads(record.read_text())["seconds"] if record.is_file() else None
     return Manifest.from_csv(csv, image_columns=("native", "arterial", "delayed")), seconds
 
 
