@@ -12,8 +12,10 @@ traceback and TensorFlow's own logging.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
+import re
 import sys
 import traceback
 
@@ -36,11 +38,38 @@ _COMMAND_MODULES = (
 )
 
 
+class _UsageError(Exception):
+    """A command-line usage error, printed as the one line ``error: ...`` (exit status 2)."""
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    # argparse would print its usage and then a second line; the contract is one line `error: ...`, exit 2.
+    # Subcommand parsers inherit this class (add_subparsers uses the parent's class).
+    def error(self, message):
+        wrong = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if wrong:
+            close = difflib.get_close_matches(wrong.group(1), re.findall(r"'([^']*)'", wrong.group(2)), n=1)
+            message += f"; did you mean {close[0]!r}?" if close else ""
+        end = "" if message.endswith("?") else "."
+        raise _UsageError(f"{self.prog}: {message}{end} See `{self.prog} --help`.")
+
+
+def _unrecognized(parser: argparse.ArgumentParser, extras: list[str]) -> str:
+    options = [s for action in parser._actions for s in action.option_strings]
+    hints = []
+    for extra in extras:
+        if extra.startswith("-"):
+            close = difflib.get_close_matches(extra.split("=", 1)[0], options, n=1, cutoff=0.6)
+            hints += [f"did you mean {close[0]}?"] if close else []
+    hint = f"; {' '.join(hints)}" if hints else ""
+    return f"{parser.prog}: unrecognized arguments: {' '.join(extras)}{hint} See `{parser.prog} --help`."
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every available subcommand."""
     from tl_radiology import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _ArgumentParser(
         prog="tl-radiology",
         description=(
             "Transfer learning on radiology images: DICOM/PNG/arrays in, ImageNet backbones adapted, "
@@ -60,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub, common)
+    parser.set_defaults(_commands=sub.choices)
     return parser
 
 
@@ -103,8 +133,13 @@ def main(argv=None) -> int:
             filter_native_stderr()
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse already printed its message (usage errors exit 2).
+        args, extras = parser.parse_known_args(argv)
+        if extras:
+            raise _UsageError(_unrecognized(args._commands.get(getattr(args, "command", None), parser), extras))
+    except _UsageError as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help and --version
         return int(exc.code or 0)
     if not getattr(args, "func", None):
         parser.print_help()
