@@ -103,9 +103,13 @@ def execute(nb, workdir: Path, shared_data: Path | None = None):
     }))
     env = dict(os.environ)
     env.pop("MPLBACKEND", None)  # the kernel's inline backend, so figures become outputs as for a user
+    # Keep IPython's and Jupyter's files out of the user's home, as conftest.py does for ours and Keras'.
+    env["IPYTHONDIR"] = str(workdir / "ipython")
+    env["JUPYTER_RUNTIME_DIR"] = str(workdir / "runtime")
     if shared_data is not None:
         env["TL_RADIOLOGY_SHARED_DATA"] = str(shared_data)
-    km = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels)]))
+    km = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels)]),
+                       connection_file=str(workdir / "kernel-connection.json"))
     client = nbclient.NotebookClient(nb, km=km, timeout=CELL_TIMEOUT_S, kernel_name=KERNEL_NAME,
                                      resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
     try:
