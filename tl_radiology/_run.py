@@ -731,6 +731,7 @@ def _execute(recipe, manifest, out, *, overrides, cache, restart_search, distrib
             trained = TrainedModel.load(run.path)
         else:
             trained = _train_final(run, recipe, search, train, val, task, classes, loader, case_cache, verbose)
+            shutil.rmtree(run.path / "explain", ignore_errors=True)  # overlays of an earlier model
             trained.training_config["run_final_key"] = key
             trained.save(run.path)
             shutil.rmtree(run.path / FINAL_WORK_DIR, ignore_errors=True)
