@@ -451,7 +451,18 @@ class TrainedModel:
             from . import _optim  # noqa: F401
 
             model_path = _verified(run_dir, KERAS_FILE, artefacts)
-            model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
+            try:
+                model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
+            except ValueError as exc:
+                if "safe_mode" not in str(exc):
+                    raise
+                # Keras' own message suggests safe_mode=False, which is what must not happen to a file one did
+                # not make; say which file and why, as for a changed hash.
+                raise RunDirError(
+                    f"Refusing to load {model_path}: it holds code (a Lambda layer or another Python function) that "
+                    "Keras' safe mode refuses to run; tl_radiology's models hold none, so this file was not made by "
+                    "its training. Use a run directory whose model you trained, or rebuild the model without it."
+                ) from None
             return cls("keras", model=model, **common)
         if kind == "features":
             import joblib
