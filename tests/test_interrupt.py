@@ -34,7 +34,7 @@ from test_reliability_support import (
 )
 from test_run_support import CONSOLE, recipe_file, subprocess_environment, triphasic_phantoms
 
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Invalid value for VR DA")]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -29,7 +29,7 @@ from test_reliability_support import (
     tiny_backbones_fixture,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Invalid value for VR DA")]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module", autouse=True)

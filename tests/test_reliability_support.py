@@ -38,7 +38,7 @@ RECIPE = "liver_lesion_triphasic_ct"
 #: patient_id equals the DICOM PatientID, as in a hospital export. File and folder names never contain them.
 SECRETS = {
     "PatientName": "ZZSECRETNAME^PATIENT",
-    "PatientBirthDate": "19191919",
+    "PatientBirthDate": "19190919",
     "PatientID": "MRN-777777",
     "AccessionNumber": "ACC-555555",
     "InstitutionName": "ST-SECRET-INSTITUTE",
@@ -194,7 +194,7 @@ def needles() -> dict[str, list[bytes]]:
     for n in range(1, NUM_PATIENTS + 1):
         values.update(patient_values(n).values())
     # DICOM names and dates as software commonly renders them.
-    values.update({"ZZSECRETNAME PATIENT", "PATIENT ZZSECRETNAME", "1919-19-19", "1919/19/19", "19.19.1919"})
+    values.update({"ZZSECRETNAME PATIENT", "PATIENT ZZSECRETNAME", "1919-09-19", "1919/09/19", "19.09.1919"})
     out: dict[str, list[bytes]] = {}
     for value in sorted(values):
         text = value.lower()
@@ -283,7 +283,11 @@ def scan_for_secrets(named_blobs) -> list[str]:
             for value, variants in patterns.items():
                 haystack = data if value.endswith("(base64)") else lowered
                 for variant in variants:
-                    if variant in haystack:
+                    if variant.isdigit():  # a date: not inside a longer number such as a metric 0.1919091934
+                        found = re.search(rb"(?<![0-9])" + variant + rb"(?![0-9])", haystack) is not None
+                    else:
+                        found = variant in haystack
+                    if found:
                         hits.append(f"{value!r} in {where}")
                         break
     return hits
