@@ -246,16 +246,23 @@ def _read_external_manifest(run: RunDir, manifest, patient_column: str) -> Manif
     info = run.info
     label_columns = list(info.get("label_columns") or ["label"])
     image_columns = list(info.get("image_columns") or ["image"])
+    task = info.get("task")
+    # Read a binary run's labels as plain classes: a third, unknown label would otherwise be reported as a class
+    # count ("task 'binary' needs at most 2 classes ... use task='multiclass'") instead of by name and line below.
     manifest = Manifest.from_csv(manifest, patient_column=patient_column,
                                  label_column=label_columns if len(label_columns) > 1 else label_columns[0],
-                                 image_columns=image_columns, split_column=None, task=info.get("task"))
-    if info.get("task") != "regression":
+                                 image_columns=image_columns, split_column=None,
+                                 task="multiclass" if task == "binary" else task)
+    if task != "regression":
         unknown = sorted(set(manifest.classes) - set(info.get("classes") or []))
         if unknown:
+            cases = manifest.cases
+            lines = [str(row) for row, label in zip(cases["row"], cases["label"])
+                     if set(str(label).split("|")) & set(unknown)]
             raise InputError(
                 f"External manifest {manifest.source} has class(es) {', '.join(unknown)} the model was not trained "
-                f"on (its classes: {', '.join(info.get('classes') or [])}). Relabel the external cases with the "
-                "run's classes."
+                f"on (its classes: {', '.join(info.get('classes') or [])}), at line(s) {', '.join(lines[:20])}"
+                f"{' ...' if len(lines) > 20 else ''}. Relabel the external cases with the run's classes."
             )
     return manifest
 
