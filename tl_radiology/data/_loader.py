@@ -222,7 +222,7 @@ class CaseLoader:
                 image = read_image(str(path), **self.read_options)
             except TLRadiologyError as exc:
                 raise _with_context(exc, where) from None
-            images.append(self._apply_per_image(image, center, where))
+            images.append(self._apply_per_image(image, center, where, path))
         if len(images) == 1:
             x = images[0].array
         else:
@@ -259,9 +259,9 @@ class CaseLoader:
             values.append(number)
         return tuple(values)
 
-    def _apply_per_image(self, image: ImageData, center, where: str) -> ImageData:
+    def _apply_per_image(self, image: ImageData, center, where: str, path=None) -> ImageData:
         if self.per_image is None:
-            self._refuse_frames_as_channels(image, image.array, where)
+            self._refuse_frames_as_channels(image, image.array, where, path)
             return image
         args = () if center is None else (center,)
         try:
@@ -272,11 +272,11 @@ class CaseLoader:
             exc.add_note(f"while applying per_image to {where}")
             raise
         out = np.asarray(getattr(out, "array", out), dtype=np.float32)
-        self._refuse_frames_as_channels(image, out, where)
+        self._refuse_frames_as_channels(image, out, where, path)
         # Keep the reader's metadata so StackChannels can check the columns' geometry.
         return ImageData(out, image.meta)
 
-    def _refuse_frames_as_channels(self, image: ImageData, out: np.ndarray, where: str) -> None:
+    def _refuse_frames_as_channels(self, image: ImageData, out: np.ndarray, where: str, path=None) -> None:
         """Refuse a volume or multi-frame image that reaches the output still frames-first (Z x H x W).
 
         Such an array would pass as one ``H x W x C`` image with slices as rows and columns as channels. A
@@ -291,7 +291,8 @@ class CaseLoader:
             raise InputError(
                 f"{where}: the file holds {source.shape[0]} frames or slices ({'x'.join(map(str, source.shape))}, "
                 f"frames first) and per_image={describe_transform(self.per_image)} returned "
-                f"{'x'.join(map(str, out.shape))}, which is not one H x W x C image. Read one frame with "
+                f"{'x'.join(map(str, out.shape))}{f' from {path}' if path is not None else ''}, which is not one "
+                f"H x W x C image. Read one frame with "
                 f"read_options={{'frame': k}}, or give center_columns and start per_image with ExtractPlanes."
             )
 
