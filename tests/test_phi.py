@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import json
 import zipfile
-from pathlib import Path
 
 import pandas as pd
 import pytest

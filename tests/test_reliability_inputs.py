@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from test_reliability_support import cli, error_line, leftovers, snapshot
+from test_reliability_support import cli, error_line, leftovers, make_bad_images, snapshot
 
 from tl_radiology._errors import InputError, RunDirBusyError, RunDirError
 from tl_radiology.data import Manifest, RunDir
@@ -390,61 +390,7 @@ def test_a_run_directory_in_use_by_another_process_is_refused(study, held_run_di
 
 @pytest.fixture(scope="module")
 def bad_images(tmp_path_factory, shared_data) -> dict:
-    """Real broken inputs, each as a file or series folder."""
-    import io
-
-    import pydicom
-    from pydicom.encaps import encapsulate
-
-    from tl_radiology.data import make_triphasic_phantoms
-
-    folder = tmp_path_factory.mktemp("bad_images")
-    source = make_triphasic_phantoms(folder / "ph", num_patients=1, cases_per_patient=1, size=32, seed=0)
-    good = (source.parent / pd.read_csv(source).loc[0, "native"]).read_bytes()
-    samples = shared_data / "dicom_samples_pydicom_data"
-    head = shared_data / "ct_head_series_ge"
-    out = {}
-    out["truncated.dcm"] = folder / "truncated.dcm"
-    out["truncated.dcm"].write_bytes(good[: len(good) // 2])
-    out["text.dcm"] = folder / "text.dcm"
-    out["text.dcm"].write_text("patient list exported as text\n" * 20)
-    ds = pydicom.dcmread(io.BytesIO(good))
-    del ds.PixelData
-    out["no_pixels.dcm"] = folder / "no_pixels.dcm"
-    ds.save_as(out["no_pixels.dcm"])
-    ds = pydicom.dcmread(io.BytesIO(good))
-    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.100"  # MPEG2 video: pydicom has no decoder
-    ds.PixelData = encapsulate([b"\0" * 64])
-    out["mpeg2.dcm"] = folder / "mpeg2.dcm"
-    ds.save_as(out["mpeg2.dcm"])
-    out["rgb.dcm"] = samples / "US1_J2KR.dcm"
-    out["multiframe.dcm"] = samples / "emri_small.dcm"
-    for name, change in (("mixed_series", "series"), ("mixed_shapes", "shape"), ("mixed_orientation", "orient")):
-        series = folder / name
-        series.mkdir()
-        for f in ("01.dcm", "02.dcm", "03.dcm"):
-            shutil.copy(head / f, series / f)
-        if change == "series":
-            shutil.copy(samples / "CT_small.dcm", series / "04.dcm")
-        else:
-            ds = pydicom.dcmread(series / "03.dcm")
-            if change == "shape":
-                half = ds.pixel_array[::2, ::2].copy()
-                ds.PixelData, (ds.Rows, ds.Columns) = half.tobytes(), half.shape
-            else:
-                ds.ImageOrientationPatient = [0, 1, 0, 0, 0, -1]
-            ds.save_as(series / "03.dcm")
-        out[name] = series
-    for name, value in (("nan.npy", np.nan), ("inf.npy", np.inf)):
-        array = np.ones((32, 32), np.float32)
-        array[3, 4] = value
-        out[name] = folder / name
-        np.save(out[name], array)
-    out["rgb.png"] = folder / "rgb.png"
-    rgb = np.zeros((32, 32, 3), np.uint8)
-    rgb[..., 1] = 200
-    Image.fromarray(rgb).save(out["rgb.png"])
-    return out
+    return make_bad_images(tmp_path_factory.mktemp("bad_images"), shared_data)
 
 
 IMAGE_CASES = [
