@@ -308,16 +308,18 @@ def test_multiphase_ct_compares_inputs_and_shows_grad_cam(tmp_path):
                         '"input_channels": {name: int(r.model.input_shape[-1]) for name, r in results.items()}, '
                         '"heat_shape": list(heat.shape), "heat_range": [float(heat.min()), float(heat.max())], '
                         '"explained": int(index["num_cases"]), "final_counts": final["counts"], '
-                        '"hu": hu.to_dict()}')
+                        '"hu": hu.to_dict(), "chosen_input": chosen_input}')
     nb = execute(nb, tmp_path)
     out = result_of(nb)
     run_dir = out_dir / "run"
     # Phantoms: the phases differ in HU as designed (a cyst stays water-dense, hcc enhances in the arterial phase).
     assert out["hu"]["arterial"]["hcc"] > out["hu"]["native"]["hcc"] + 30 and abs(out["hu"]["arterial"]["cyst"]) < 40
-    # Same network, one channel vs three phases as channels.
-    assert out["input_channels"] == {"arterial only": 1, "triphasic": 3}
-    assert [row["input"] for row in out["comparison"]] == ["arterial only", "triphasic"]
-    for name in ("arterial_only", "triphasic"):
+    # Same network, one phase as one channel vs three phases as channels; the input chosen on validation.
+    assert out["input_channels"] == {"delayed only": 1, "triphasic": 3}
+    best = max(out["comparison"], key=lambda row: row["macro AUC"])
+    assert [row["input"] for row in out["comparison"]] == ["delayed only", "triphasic"]
+    assert out["chosen_input"] == best["input"] and "chosen on validation: " + best["input"] in stream_text(nb)
+    for name in ("delayed_only", "triphasic"):
         assert (out_dir / "comparison" / name / "history.csv").is_file()
     # Grad-CAM maps at input size in [0, 1], drawn, and written for the run by explain_run.
     assert out["heat_shape"] == [4, 32, 32]
@@ -325,8 +327,8 @@ def test_multiphase_ct_compares_inputs_and_shows_grad_cam(tmp_path):
     assert images_shown(nb) == 2  # the phases of one case per class, the Grad-CAM overlays
     assert out["explained"] == 4 and len(list((run_dir / "explain" / "val").glob("C-*.png"))) == 4
     assert re.search(r"heatmap peak inside the lesion in \d of 4 cases", stream_text(nb))
-    # The chosen (triphasic) model was evaluated once on the sealed test set of the patient-level split.
+    # The chosen model was evaluated once on the sealed test set of the patient-level split.
     final = json.loads((run_dir / "final_test.json").read_text())
     assert final["counts"] == out["final_counts"] and final["task"] == "multiclass"
-    assert json.loads((run_dir / "model.json").read_text())["input_shape"][-1] == 3
+    assert json.loads((run_dir / "model.json").read_text())["input_shape"][-1] == out["input_channels"][best["input"]]
     assert audit_events(run_dir).count("evaluated") == 1
