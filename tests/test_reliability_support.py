@@ -401,9 +401,10 @@ def phi_run(tmp_path_factory) -> dict:
     outputs["split"] = (split.returncode, split.stdout, split.stderr)
     assert split.returncode == 0, split.stderr[-3000:]
     with FilesAway(sealed_files(run), root / "away"):
-        outputs["search"] = cli(["search", RECIPE, "--out", run, *tiny_overrides()])
+        settings = tiny_overrides(gradcam_samples=2)  # Grad-CAM overlays of validation cases are outputs too
+        outputs["search"] = cli(["search", RECIPE, "--out", run, *settings])
         assert outputs["search"][0] == 0, outputs["search"][2][-3000:]
-        outputs["run"] = cli(["run", RECIPE, "--out", run, *tiny_overrides()])
+        outputs["run"] = cli(["run", RECIPE, "--out", run, *settings])
         assert outputs["run"][0] == 0, outputs["run"][2][-3000:]
         events = audit_events(run)
     sealed = copy_run(run, root / "sealed_copy")
