@@ -129,10 +129,9 @@ def plot_training_curves(history, path, *, monitor: str | None = None, best_epoc
     Example:
         >>> plot_training_curves("runs/a/history.csv", "runs/a/curves.png")  # doctest: +SKIP
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    # A bare Figure with the Agg canvas: no pyplot, so a notebook's inline backend is left alone.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     frame = read_history(history)
     if frame.empty:
@@ -140,7 +139,9 @@ def plot_training_curves(history, path, *, monitor: str | None = None, best_epoc
     metric = next((m for m in _METRIC_PREFERENCE if m in frame.columns), None)
     panels = [("loss", "loss")] + ([(metric, metric)] if metric else [])
     note = overfitting_note(frame)
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.0 + (0.5 if note else 0)), squeeze=False)
+    fig = Figure(figsize=(5.2 * len(panels), 4.0 + (0.5 if note else 0)))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(panels), squeeze=False)
     epochs = frame["epoch"].to_numpy()
     spans = _phase_spans(frame)
     for ax, (column, label) in zip(axes[0], panels):
@@ -172,9 +173,6 @@ def plot_training_curves(history, path, *, monitor: str | None = None, best_epoc
     else:
         fig.tight_layout()
     path = Path(path)
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png")
-    finally:
-        plt.close(fig)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png")
     return path
