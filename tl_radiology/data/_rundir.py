@@ -211,6 +211,18 @@ class RunDir:
             group, list(frame.columns), what="group column")
         report = check_leakage(frame, image_columns=manifest.image_columns, pixels=pixels, duplicates=duplicates,
                                root=manifest.root, group=leak_group)
+        # A test image that cannot be decoded would be sealed as it is and found only by `evaluate`, after the
+        # opening is recorded, and replacing it then breaks the seal; refuse it while nothing is sealed.
+        sealed = frame[frame["split"] == "test"]
+        where = {str(sealed.at[i, c]): (sealed.at[i, "row"], c) for i in sealed.index for c in manifest.image_columns}
+        broken = [(where[str(p)], reason) for p, reason in report.unreadable if str(p) in where]
+        if broken:
+            raise InputError(
+                f"{len(broken)} test image(s) cannot be decoded: "
+                + "; ".join(f"line {row}, column {col!r}: {reason}" for (row, col), reason in broken[:10])
+                + ". The test set is sealed now and read only by `tl-radiology evaluate`: replace or remove these "
+                "files before splitting."
+            )
         columns = ["case_id", "patient", "label", "split", *manifest.image_columns, "row"]
         columns += [c for c in frame.columns if c not in columns]
         table = frame[columns]
