@@ -426,3 +426,27 @@ def test_read_image_names_the_file_and_what_was_expected(bad_images, name, optio
     assert "\n" not in message and isinstance(raised.value, ValueError)
     for pattern in patterns:
         assert re.search(pattern, message), (pattern, message)
+
+
+def test_a_test_image_that_cannot_be_decoded_is_refused_before_sealing(study, bad_images, tmp_path):
+    """Sealed as it is, a broken test image would be found only by `evaluate`, after the opening is recorded, and
+    replacing it would then break the seal. Broken training or validation images stay a warning of `split`
+    (`run` stops on them: test_reliability_run.py)."""
+    shutil.copy(bad_images["truncated.dcm"], study / "broken_test.dcm")
+    frame = _good(study)
+    frame.loc[18, "image"] = "broken_test.dcm"  # a test case, CSV line 20
+    manifest = _write(study, "broken_test", frame)
+    out = tmp_path / "run"
+    code, _, err = cli(["split", manifest, "--out", out])
+    line = error_line(err)
+    assert code == 2, err
+    assert re.search(r"1 test image\(s\) cannot be decoded: line 20, column 'image': \S+/broken_test\.dcm is "
+                     r"truncated or corrupt", line), line
+    assert "replace or remove" in line and set(snapshot(out)) <= {".lock"}
+    with pytest.raises(InputError, match=r"line 20, column 'image': \S+broken_test\.dcm is truncated"):
+        _api_split(manifest, tmp_path / "api")
+    # With the file fixed the same split is made and sealed.
+    shutil.copy(study / "img18.png", study / "fixed.png")
+    frame.loc[18, "image"] = "fixed.png"
+    code, _, err = cli(["split", _write(study, "fixed", frame), "--out", out])
+    assert code == 0, err
