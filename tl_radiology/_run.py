@@ -42,10 +42,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ._atomic import RunLock, atomic_path, atomic_write_json, ensure_writable_dir
+from ._atomic import RunLock, atomic_path, atomic_write_json, atomic_write_text, ensure_writable_dir
 from ._errors import InputError, RunDirError
 from ._progress import Progress, status
-from ._recipe import SPLIT_FIELDS, Recipe, load_recipe
+from ._recipe import Recipe, load_recipe
 
 __all__ = ["run_recipe", "search_recipe", "RunResult", "resolve_recipe", "RECIPE_JSON", "FINAL_WORK_DIR"]
 
@@ -86,6 +86,7 @@ class RunResult:
     validation: dict | None = None
     up_to_date: bool = False
     role: str = "local"
+    recipe_arg: str | None = None
 
     @property
     def next_steps(self) -> list[str]:
@@ -99,7 +100,9 @@ class RunResult:
                 f"tl-radiology report {out}"]
 
     def _recipe_arg(self) -> str:
-        return str(self.run_dir / RECIPE_JSON)
+        # The recipe as given (a name or file, without --set changes), else the run's own recipe.json, which holds
+        # the resolved recipe exactly.
+        return self.recipe_arg or str(self.run_dir / RECIPE_JSON)
 
     def format(self) -> str:
         """A few lines for the terminal: split, search, final model, validation metrics and what to run next."""
@@ -263,7 +266,9 @@ def _check_existing_split(run, recipe: Recipe, manifest) -> None:
             )
 
 
-def _make_split(run, recipe: Recipe, manifest) -> dict:
+def _read_manifest(run, recipe: Recipe, manifest):
+    """The validated manifest for a new split (read before the run directory is created, so bad input writes
+    nothing)."""
     from .data import Manifest
 
     if manifest is None:
@@ -278,6 +283,10 @@ def _make_split(run, recipe: Recipe, manifest) -> dict:
     if recipe.mode == "features" and table.task not in ("binary", "multiclass"):
         raise InputError(f"Recipe {recipe.name!r}: mode='features' feeds classical classifiers (binary or multiclass); "
                          f"the manifest's task is {table.task}. Use mode=finetune.")
+    return table
+
+
+def _make_split(run, recipe: Recipe, table) -> str:
     group = "patient" if recipe.split_group in ("patient", recipe.patient_column) else recipe.split_group
     status(f"run: splitting {len(table)} cases of {table.num_patients} patients by {group} and sealing the test set")
     with warnings.catch_warnings(record=True) as caught:
@@ -551,8 +560,6 @@ def _train_final(run, recipe: Recipe, search, train, val, task, classes, loader,
     trained = TrainedModel.ensemble(members, training_config={
         "backbones": list(search), "search_best_trials": {m: r.best_trial_id for m, r in search.items()},
         "combination": "mean of the members' probabilities"})
-    from ._atomic import atomic_write_text
-
     frame = pd.concat(histories, ignore_index=True)
     atomic_write_text(run.path / "history.csv", frame.to_csv(index=False, float_format="%.6g"))
     _stack_curves(curves, run.path / "curves.png")
@@ -587,7 +594,6 @@ def _ordinal_kappa(run, trained, recipe: Recipe) -> dict | None:
     """The validation quadratic-weighted kappa of an ordinal multiclass model (from val_predictions.csv)."""
     if not recipe.ordinal or trained.task.task != "multiclass":
         return None
-    import numpy as np
     import pandas as pd
 
     from .evaluation import multiclass_metrics
@@ -644,6 +650,7 @@ def _execute(recipe, manifest, out, *, overrides, cache, restart_search, distrib
              final: bool) -> RunResult:
     from .data import CaseCache, RunDir
 
+    recipe_arg = str(recipe) if isinstance(recipe, (str, Path)) and not overrides else None
     recipe = resolve_recipe(recipe, overrides)
     distributed = _resolve_distributed(distributed, recipe)
     if not isinstance(verbose, (bool, int)):
@@ -653,11 +660,14 @@ def _execute(recipe, manifest, out, *, overrides, cache, restart_search, distrib
     worker = role == "worker"
     out = Path(out)
     run = RunDir(out)
+    if worker and restart_search:
+        raise InputError("--restart-search is for the chief (or a search in one process); a worker joins the "
+                         "chief's search.")
+    table = None
+    if not worker and not run.has_split():
+        table = _read_manifest(run, recipe, manifest)
     if worker:
         lock = contextlib.nullcontext()  # the chief holds the run directory; workers only add trial folders
-        if restart_search:
-            raise InputError("--restart-search is for the chief (or a search in one process); a worker joins the "
-                             "chief's search.")
     else:
         ensure_writable_dir(out)
         lock = RunLock(out, "run" if final else "search")
@@ -678,7 +688,8 @@ def _execute(recipe, manifest, out, *, overrides, cache, restart_search, distrib
             _check_existing_split(run, recipe, manifest)
             split_state = "existing"
         else:
-            split_state = _make_split(run, recipe, manifest)
+            table = table if table is not None else _read_manifest(run, recipe, manifest)
+            split_state = _make_split(run, recipe, table)
             split_state = "created" if split_state in ("created", "resealed") else "existing"
         info = run.info
         task = info.get("task")
@@ -693,7 +704,7 @@ def _execute(recipe, manifest, out, *, overrides, cache, restart_search, distrib
         loader = recipe.loader()
         case_cache = CaseCache(Path(cache) if cache is not None else run.path / "cache")
         result = RunResult(run_dir=run.path, recipe=recipe, split_state=split_state, split_counts=_split_counts(run),
-                           role=role)
+                           role=role, recipe_arg=recipe_arg)
 
         # Up to date already? (the same recipe, search and data gave the model and its validation results)
         if final and not restart_search and _up_to_date(run, recipe):
