@@ -648,7 +648,7 @@ def _resolve_distributed(distributed, recipe: Recipe):
 
 def _execute(recipe, manifest, out, *, overrides, cache, restart_search, distributed, strategy, verbose,
              final: bool) -> RunResult:
-    from .data import CaseCache, RunDir
+    from .data import RunDir
 
     recipe_arg = str(recipe) if isinstance(recipe, (str, Path)) and not overrides else None
     recipe = resolve_recipe(recipe, overrides)
@@ -666,102 +666,128 @@ def _execute(recipe, manifest, out, *, overrides, cache, restart_search, distrib
     table = None
     if not worker and not run.has_split():
         table = _read_manifest(run, recipe, manifest)
+    created = not worker and not out.exists()
     if worker:
         lock = contextlib.nullcontext()  # the chief holds the run directory; workers only add trial folders
     else:
         ensure_writable_dir(out)
         lock = RunLock(out, "run" if final else "search")
-    with lock:
-        previous = _previous_recipe(run.path) if (run.path / RECIPE_JSON).is_file() else None
-        if worker:
-            _wait_for_split(run, WORKER_WAIT_SECONDS)
-            previous = _previous_recipe(run.path)
-            changed = recipe.differences(previous, list(recipe.search_fields))
-            if changed:
-                raise RunDirError(
-                    f"This worker's recipe differs from the chief's {run.path / RECIPE_JSON} "
-                    f"({_describe_change(previous, recipe, changed)}). Start every process with the same recipe and "
-                    "--set options.")
-            split_state = "existing"
-            _check_existing_split(run, recipe, None)
-        elif run.has_split():
-            _check_existing_split(run, recipe, manifest)
-            split_state = "existing"
-        else:
-            table = table if table is not None else _read_manifest(run, recipe, manifest)
-            split_state = _make_split(run, recipe, table)
-            split_state = "created" if split_state in ("created", "resealed") else "existing"
-        info = run.info
-        task = info.get("task")
-        classes = list(info.get("classes") or []) or None
-        if recipe.mode == "features" and task not in ("binary", "multiclass"):
-            raise InputError(f"Recipe {recipe.name!r}: mode='features' feeds classical classifiers (binary or "
-                             f"multiclass); the run's task is {task}. Use mode=finetune.")
-        train, val = run.cases("train"), run.cases("val")
-        if len(val) == 0 and recipe.cv_folds is None:
-            raise InputError(f"Run directory {run.path} has no validation cases, so nothing can judge the search, stop "
-                             "training early or choose the threshold. Split with val_fraction > 0.")
-        loader = recipe.loader()
-        case_cache = CaseCache(Path(cache) if cache is not None else run.path / "cache")
-        result = RunResult(run_dir=run.path, recipe=recipe, split_state=split_state, split_counts=_split_counts(run),
-                           role=role, recipe_arg=recipe_arg)
+    try:
+        with lock:
+            return _execute_locked(run, recipe, manifest, table, cache=cache,
+                                   restart_search=restart_search, distributed=distributed, strategy=strategy,
+                                   verbose=verbose, final=final, role=role, recipe_arg=recipe_arg)
+    except BaseException:
+        if created and not run.has_split():
+            _remove_empty_run_dir(run.path)  # refused before the split: leave no folder behind
+        raise
 
-        # Up to date already? (the same recipe, search and data gave the model and its validation results)
-        if final and not restart_search and _up_to_date(run, recipe):
-            from .training import TrainedModel
 
-            status("run: the final model and its validation results are up to date; nothing to train")
-            result.search = _read_searches(run, recipe)
-            result.trained = TrainedModel.load(run.path)
-            result.validation = json.loads((run.path / "val_metrics.json").read_text(encoding="utf-8"))
-            ordinal = run.path / VAL_ORDINAL
-            result.validation["ordinal_kappa"] = (json.loads(ordinal.read_text(encoding="utf-8"))
-                                                  ["quadratic_weighted_kappa"] if ordinal.is_file() else None)
-            result.up_to_date = True
-            return result
-        if not worker:
-            _check_not_evaluated(run, "Searching or training")
-            _check_search_change(run, recipe, previous, restart_search)
-            atomic_write_json(run.path / RECIPE_JSON, recipe.to_dict())
+def _remove_empty_run_dir(path: Path) -> None:
+    """Remove a run directory this command created if it holds nothing but the lock file."""
+    try:
+        if {p.name for p in path.iterdir()} <= {".lock"}:
+            (path / ".lock").unlink(missing_ok=True)
+            path.rmdir()
+    except OSError:
+        pass
 
-        search = _search(run, recipe, train, val, task, classes, loader, case_cache, restart=restart_search,
-                         distributed=distributed, strategy=strategy, verbose=verbose)
-        result.search = search
-        if not final:
-            return result
 
-        best = _best_repr(recipe, search)
-        key = _final_key(recipe, loader, best, task, classes, train, val)
-        for name in ("val_metrics.json", "val_predictions.csv"):
-            (run.path / name).unlink(missing_ok=True)
-        record = _model_record(run)
+def _execute_locked(run, recipe, manifest, table, *, cache, restart_search, distributed, strategy,
+                    verbose, final, role, recipe_arg) -> RunResult:
+    from .data import CaseCache
+
+    worker = role == "worker"
+    previous = _previous_recipe(run.path) if (run.path / RECIPE_JSON).is_file() else None
+    if worker:
+        _wait_for_split(run, WORKER_WAIT_SECONDS)
+        previous = _previous_recipe(run.path)
+        changed = recipe.differences(previous, list(recipe.search_fields))
+        if changed:
+            raise RunDirError(
+                f"This worker's recipe differs from the chief's {run.path / RECIPE_JSON} "
+                f"({_describe_change(previous, recipe, changed)}). Start every process with the same recipe and "
+                "--set options.")
+        split_state = "existing"
+        _check_existing_split(run, recipe, None)
+    elif run.has_split():
+        _check_existing_split(run, recipe, manifest)
+        split_state = "existing"
+    else:
+        table = table if table is not None else _read_manifest(run, recipe, manifest)
+        split_state = _make_split(run, recipe, table)
+        split_state = "created" if split_state in ("created", "resealed") else "existing"
+    info = run.info
+    task = info.get("task")
+    classes = list(info.get("classes") or []) or None
+    if recipe.mode == "features" and task not in ("binary", "multiclass"):
+        raise InputError(f"Recipe {recipe.name!r}: mode='features' feeds classical classifiers (binary or "
+                         f"multiclass); the run's task is {task}. Use mode=finetune.")
+    train, val = run.cases("train"), run.cases("val")
+    if len(val) == 0 and recipe.cv_folds is None:
+        raise InputError(f"Run directory {run.path} has no validation cases, so nothing can judge the search, stop "
+                         "training early or choose the threshold. Split with val_fraction > 0.")
+    loader = recipe.loader()
+    case_cache = CaseCache(Path(cache) if cache is not None else run.path / "cache")
+    result = RunResult(run_dir=run.path, recipe=recipe, split_state=split_state, split_counts=_split_counts(run),
+                       role=role, recipe_arg=recipe_arg)
+
+    # Up to date already? (the same recipe, search and data gave the model and its validation results)
+    if final and not restart_search and _up_to_date(run, recipe):
         from .training import TrainedModel
 
-        if record is not None and (record.get("training_config") or {}).get("run_final_key") == key:
-            status("run: the final model of this search is already trained; reusing it")
-            trained = TrainedModel.load(run.path)
-        else:
-            trained = _train_final(run, recipe, search, train, val, task, classes, loader, case_cache, verbose)
-            shutil.rmtree(run.path / "explain", ignore_errors=True)  # overlays of an earlier model
-            trained.training_config["run_final_key"] = key
-            trained.save(run.path)
-            shutil.rmtree(run.path / FINAL_WORK_DIR, ignore_errors=True)
-        trained.training_config["run_recipe_fingerprint"] = recipe.fingerprint(exclude=("description",))
-        trained.training_config["run_finalize_key"] = _finalize_key(recipe)
-        if recipe.ordinal:
-            trained.training_config["ordinal"] = True
-        validation = _finalize(run, recipe, trained, case_cache)
-        (run.path / VAL_ORDINAL).unlink(missing_ok=True)
-        kappa = _ordinal_kappa(run, trained, recipe)
-        if kappa is not None:
-            atomic_write_json(run.path / VAL_ORDINAL, {
-                "quadratic_weighted_kappa": kappa, "classes": list(trained.classes or []),
-                "note": "validation cases; grades in class order (lowest first); patient-bootstrap interval"})
-        validation = dict(validation, ordinal_kappa=kappa)
-        result.trained = trained
-        result.validation = validation
-        status(f"run: done; the test set of {run.path} is still sealed")
+        status("run: the final model and its validation results are up to date; nothing to train")
+        result.search = _read_searches(run, recipe)
+        result.trained = TrainedModel.load(run.path)
+        result.validation = json.loads((run.path / "val_metrics.json").read_text(encoding="utf-8"))
+        ordinal = run.path / VAL_ORDINAL
+        result.validation["ordinal_kappa"] = (json.loads(ordinal.read_text(encoding="utf-8"))
+                                              ["quadratic_weighted_kappa"] if ordinal.is_file() else None)
+        result.up_to_date = True
         return result
+    if not worker:
+        _check_not_evaluated(run, "Searching or training")
+        _check_search_change(run, recipe, previous, restart_search)
+        atomic_write_json(run.path / RECIPE_JSON, recipe.to_dict())
+
+    search = _search(run, recipe, train, val, task, classes, loader, case_cache, restart=restart_search,
+                     distributed=distributed, strategy=strategy, verbose=verbose)
+    result.search = search
+    if not final:
+        return result
+
+    best = _best_repr(recipe, search)
+    key = _final_key(recipe, loader, best, task, classes, train, val)
+    for name in ("val_metrics.json", "val_predictions.csv"):
+        (run.path / name).unlink(missing_ok=True)
+    record = _model_record(run)
+    from .training import TrainedModel
+
+    if record is not None and (record.get("training_config") or {}).get("run_final_key") == key:
+        status("run: the final model of this search is already trained; reusing it")
+        trained = TrainedModel.load(run.path)
+    else:
+        trained = _train_final(run, recipe, search, train, val, task, classes, loader, case_cache, verbose)
+        shutil.rmtree(run.path / "explain", ignore_errors=True)  # overlays of an earlier model
+        trained.training_config["run_final_key"] = key
+        trained.save(run.path)
+        shutil.rmtree(run.path / FINAL_WORK_DIR, ignore_errors=True)
+    trained.training_config["run_recipe_fingerprint"] = recipe.fingerprint(exclude=("description",))
+    trained.training_config["run_finalize_key"] = _finalize_key(recipe)
+    if recipe.ordinal:
+        trained.training_config["ordinal"] = True
+    validation = _finalize(run, recipe, trained, case_cache)
+    (run.path / VAL_ORDINAL).unlink(missing_ok=True)
+    kappa = _ordinal_kappa(run, trained, recipe)
+    if kappa is not None:
+        atomic_write_json(run.path / VAL_ORDINAL, {
+            "quadratic_weighted_kappa": kappa, "classes": list(trained.classes or []),
+            "note": "validation cases; grades in class order (lowest first); patient-bootstrap interval"})
+    validation = dict(validation, ordinal_kappa=kappa)
+    result.trained = trained
+    result.validation = validation
+    status(f"run: done; the test set of {run.path} is still sealed")
+    return result
 
 
 def _read_searches(run, recipe: Recipe):
