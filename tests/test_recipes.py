@@ -182,11 +182,11 @@ def data(tmp_path_factory, shared_data):
     liver = Manifest.from_csv(triphasic_phantoms(root / "liver", num_patients=2, cases_per_patient=1),
                               image_columns=("native", "arterial", "delayed")).cases.iloc[0]
     nodule = Manifest.from_csv(nodule_phantoms(root / "nodule", num_patients=1)).cases.iloc[0]
-    cxr = Manifest.from_csv(medmnist_subset(shared_data, root / "cxr", "pneumoniamnist",
-                                            per_class={"train": 1})).cases.iloc[0]
+    cxr_csv = medmnist_subset(shared_data, root / "cxr", "pneumoniamnist", per_class={"train": 2, "val": 2, "test": 2})
+    cxr = Manifest.from_csv(cxr_csv).cases.iloc[0]
     retina = Manifest.from_csv(medmnist_subset(shared_data, root / "retina", "retinamnist",
                                                per_class={"train": 1})).cases.iloc[0]
-    return {"liver": liver, "nodule": nodule, "cxr": cxr, "retina": retina}
+    return {"liver": liver, "nodule": nodule, "cxr": cxr, "retina": retina, "cxr_csv": cxr_csv}
 
 
 def test_each_recipe_builds_the_loader_its_description_promises(data):
@@ -247,3 +247,14 @@ def test_importing_the_package_and_recipe_class_stays_light():
                             "tl_radiology.run_recipe; print('tensorflow' in sys.modules, 'keras' in sys.modules)"],
                            capture_output=True, text=True, check=True)
     assert probe.stdout.strip() == "False False"
+
+
+def test_a_recipe_that_cannot_take_the_images_fails_before_anything_is_written(data, tmp_path, capsys):
+    # 28 px MedMNIST images at their own size (input_size=none) are below VGG16's minimum of 32 px.
+    out = tmp_path / "run"
+    code = main(["run", "chest_xray", "--manifest", str(data["cxr_csv"]), "--out", str(out), "--set", "weights=none",
+                 "--set", "backbone=vgg16", "--set", "input_size=none"])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1
+    assert "loads 28x28 images (input_size=None)" in errors[0] and "at least 32" in errors[0]
+    assert not out.exists()

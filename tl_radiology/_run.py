@@ -666,6 +666,7 @@ def _execute(recipe, manifest, out, *, overrides, cache, restart_search, distrib
     table = None
     if not worker and not run.has_split():
         table = _read_manifest(run, recipe, manifest)
+        _check_loaded_shape(recipe, recipe.loader(), table.cases)  # before anything is written
     created = not worker and not out.exists()
     if worker:
         lock = contextlib.nullcontext()  # the chief holds the run directory; workers only add trial folders
@@ -681,6 +682,30 @@ def _execute(recipe, manifest, out, *, overrides, cache, restart_search, distrib
         if created and not run.has_split():
             _remove_empty_run_dir(run.path)  # refused before the split: leave no folder behind
         raise
+
+
+def _check_loaded_shape(recipe: Recipe, loader, cases) -> None:
+    """Load one case and check its size and channels against every backbone the run would build, so a recipe that
+    cannot work fails now, naming the problem, rather than in every trial of the search."""
+    from .backbones import check_input_shape
+
+    if len(cases) == 0:
+        return
+    shape = tuple(int(v) for v in loader(cases.iloc[0]).shape)
+    backbones = list(recipe.member_backbones)
+    choices = recipe.search_space.get("backbone") if recipe.mode != "features" else None
+    if isinstance(choices, list):
+        backbones += [b for b in choices if isinstance(b, str)]
+    for backbone in dict.fromkeys(backbones):
+        try:
+            check_input_shape(backbone, shape)
+        except InputError as exc:
+            raise type(exc)(f"Recipe {recipe.name!r} loads {shape[0]}x{shape[1]} images (input_size="
+                            f"{recipe.input_size}): {exc}") from None
+    channels = shape[-1]
+    if recipe.adapter == "replicate" and channels not in (1, 3):
+        raise InputError(f"Recipe {recipe.name!r} loads {channels}-channel images, but adapter='replicate' only copies "
+                         "1 gray channel to 3 (or passes 3 through). Set adapter=stem or adapter=projection.")
 
 
 def _remove_empty_run_dir(path: Path) -> None:
@@ -728,6 +753,8 @@ def _execute_locked(run, recipe, manifest, table, *, cache, restart_search, dist
         raise InputError(f"Run directory {run.path} has no validation cases, so nothing can judge the search, stop "
                          "training early or choose the threshold. Split with val_fraction > 0.")
     loader = recipe.loader()
+    if not worker and split_state == "existing":
+        _check_loaded_shape(recipe, loader, val if len(val) else train)
     case_cache = CaseCache(Path(cache) if cache is not None else run.path / "cache")
     result = RunResult(run_dir=run.path, recipe=recipe, split_state=split_state, split_counts=_split_counts(run),
                        role=role, recipe_arg=recipe_arg)
