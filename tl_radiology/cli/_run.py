@@ -29,7 +29,7 @@ examples:
   tl-radiology run chest_xray --manifest data/pneumonia/manifest.csv --out runs/pneumonia
   tl-radiology run chest_xray --manifest data/pneumonia/manifest.csv --out runs/quick \\
       --set weights=none --set input_size=64 --set max_trials=3 --set head_epochs=2 --set finetune_epochs=3
-  tl-radiology run ./my_recipe.py --manifest data/study.csv --out runs/study
+  tl-radiology run ./my_recipe.py --manifest data/study.csv --out runs/study --max-trials 20
   tl-radiology evaluate runs/pneumonia && tl-radiology report runs/pneumonia
 
 --set KEY=VALUE changes one recipe field (repeatable): numbers, true/false, none, comma-separated lists
@@ -52,10 +52,14 @@ def add_recipe_arguments(p) -> None:
                    help="discard the search project(s) in DIR and search again from the start")
     p.add_argument("--strategy", default=None, metavar="mirrored",
                    help="train each trial under tf.distribute.MirroredStrategy (several GPUs)")
+    p.add_argument("--max-trials", default=None, metavar="N", help="trials in all (same as --set max_trials=N)")
+    p.add_argument("--tuner", default=None, metavar="NAME",
+                   help="random, bayesian or hyperband (same as --set tuner=NAME)")
 
 
-def parse_overrides(items) -> dict:
-    """``["dropout=0.3", "image_columns=a,b"]`` -> ``{"dropout": "0.3", "image_columns": "a,b"}``."""
+def parse_overrides(items, args=None) -> dict:
+    """``["dropout=0.3", "image_columns=a,b"]`` -> ``{"dropout": "0.3", "image_columns": "a,b"}``, plus
+    ``--max-trials`` / ``--tuner`` of ``args`` when given."""
     from tl_radiology._errors import InputError
 
     out = {}
@@ -65,6 +69,10 @@ def parse_overrides(items) -> dict:
             raise InputError(f"--set {item!r}: expected KEY=VALUE, e.g. --set dropout=0.3 (the fields are listed by "
                              "`tl-radiology recipes NAME`).")
         out[key.strip()] = value
+    for option, field in (("max_trials", "max_trials"), ("tuner", "tuner")):
+        value = getattr(args, option, None) if args is not None else None
+        if value is not None:
+            out[field] = value
     return out
 
 
@@ -80,7 +88,7 @@ def run(args) -> int:
     """Run ``run`` with parsed arguments; returns the exit status."""
     from tl_radiology import run_recipe
 
-    result = run_recipe(args.recipe, args.manifest, args.out, overrides=parse_overrides(args.overrides),
+    result = run_recipe(args.recipe, args.manifest, args.out, overrides=parse_overrides(args.overrides, args),
                         cache=args.cache, restart_search=args.restart_search, strategy=args.strategy)
     print(result.format())
     return 0

@@ -11,7 +11,9 @@ HELP = "split and search a recipe's hyperparameters only (no final training); ch
 DESCRIPTION = """\
 Make the split of MANIFEST in DIR (unless done) and search RECIPE's space on train/validation, without training
 the final model. `tl-radiology run RECIPE --out DIR` afterwards reuses the finished search and only trains the
-final model. The search is resumable (run the command again to continue it; --max-trials N raises the total).
+final model (give it the same recipe and --set / --max-trials options, or DIR/recipe.json, which holds them; a
+larger --max-trials there would continue the search). The search is resumable: run the command again to continue
+it; --max-trials N raises the total.
 
 Distributed (keras-tuner's own mode): one chief serves the oracle and records every trial; any number of workers,
 on this or other machines, ask it for trials and train them. Start the chief first, then the workers, all with the
@@ -30,7 +32,7 @@ EPILOG = """\
 examples:
   tl-radiology search liver_lesion_triphasic_ct --manifest phantoms/manifest.csv --out runs/liver --max-trials 20
   tl-radiology search chest_xray --manifest m.csv --out runs/a --strategy mirrored     # each trial on all GPUs
-  tl-radiology run liver_lesion_triphasic_ct --out runs/liver                          # final training only
+  tl-radiology run runs/liver/recipe.json --out runs/liver      # final training only (the same recipe, 20 trials)
 """
 
 
@@ -39,9 +41,6 @@ def register(subparsers, common) -> None:
     p = subparsers.add_parser("search", parents=[common], help=HELP, description=DESCRIPTION, epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     add_recipe_arguments(p)
-    p.add_argument("--max-trials", default=None, metavar="N", help="trials in all (same as --set max_trials=N)")
-    p.add_argument("--tuner", default=None, metavar="NAME",
-                   help="random, bayesian or hyperband (same as --set tuner=NAME)")
     p.add_argument("--distributed", default=None, metavar="ROLE", help="chief or worker (keras-tuner's distributed mode)")
     p.add_argument("--oracle", default=None, metavar="HOST:PORT",
                    help="where the chief serves the oracle and the workers connect, e.g. 127.0.0.1:8000")
@@ -55,11 +54,7 @@ def run(args) -> int:
     from tl_radiology import search_recipe
     from tl_radiology._errors import InputError
 
-    overrides = parse_overrides(args.overrides)
-    if args.max_trials is not None:
-        overrides["max_trials"] = args.max_trials
-    if args.tuner is not None:
-        overrides["tuner"] = args.tuner
+    overrides = parse_overrides(args.overrides, args)
     distributed = None
     if args.distributed is not None or args.oracle is not None or args.tuner_id is not None:
         if args.distributed is None or args.oracle is None:
