@@ -356,6 +356,41 @@ def _check_search_change(run, recipe: Recipe, previous: Recipe | None, restart: 
         )
 
 
+def _finished_trials(project_dir: Path) -> int:
+    return sum(1 for _ in project_dir.glob("trial_*/tl_radiology_trial.json"))
+
+
+@contextlib.contextmanager
+def _trial_progress(project_dir: Path, max_trials: int, label: str):
+    """Print ``search trials: 2/6 (33%) elapsed 1m40s, ETA 3m20s`` as trials finish (each trial writes its
+    ``tl_radiology_trial.json`` when it ends; on a chief, the workers' files appear in the shared project)."""
+    import threading
+
+    start = _finished_trials(project_dir) if project_dir.is_dir() else 0
+    remaining = max_trials - start
+    if remaining <= 0:
+        yield
+        return
+    stop = threading.Event()
+    progress = Progress(remaining, f"{label} trials", min_interval=0.0)
+
+    def watch():
+        seen = start
+        while not stop.wait(0.5):
+            done = _finished_trials(project_dir) if project_dir.is_dir() else seen
+            if done > seen:
+                progress.update(min(done, max_trials) - seen)
+                seen = done
+
+    thread = threading.Thread(target=watch, name="trial-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=2.0)
+
+
 def _classifier_argument(recipe: Recipe) -> dict:
     return {name: recipe.classifier_spaces.get(name) for name in recipe.classifiers}
 
@@ -371,17 +406,22 @@ def _search(run, recipe: Recipe, train, val, task, classes, loader, cache, *, re
     if recipe.mode == "features":
         status(f"run: feature search over {', '.join(recipe.backbones)} x {', '.join(recipe.classifiers)} "
                f"({recipe.max_trials} trials at most)")
-        return feature_search(train, val, backbones=list(recipe.backbones), classifiers=_classifier_argument(recipe),
-                              weights=recipe.weights, input_size=None, adapter=recipe.adapter, pooling=recipe.pooling,
-                              project_name=_SEARCH_PROJECT, **common)
+        with _trial_progress(run.path / _SEARCH_PROJECT, recipe.max_trials, "feature search"):
+            return feature_search(train, val, backbones=list(recipe.backbones),
+                                  classifiers=_classifier_argument(recipe), weights=recipe.weights, input_size=None,
+                                  adapter=recipe.adapter, pooling=recipe.pooling, project_name=_SEARCH_PROJECT,
+                                  **common)
     results = {}
     for member, project in _project_names(recipe).items():
         config = recipe.fine_tune_config(**({"backbone": member} if member else {}))
         status(f"run: search{' for ' + member if member else ''} ({recipe.tuner}, {recipe.max_trials} trials at "
                f"most, {config.backbone})")
-        results[member] = run_search(train, val, base_config=config, space=recipe.search_space,
-                                     executions_per_trial=recipe.executions_per_trial, strategy=strategy,
-                                     project_name=project, **common)
+        watch = (_trial_progress(run.path / project, recipe.max_trials, f"search{' (' + member + ')' if member else ''}")
+                 if distributed is None or distributed.is_chief else contextlib.nullcontext())
+        with watch:
+            results[member] = run_search(train, val, base_config=config, space=recipe.search_space,
+                                         executions_per_trial=recipe.executions_per_trial, strategy=strategy,
+                                         project_name=project, **common)
     if recipe.mode != "ensemble":
         return results[None]
     if distributed is None or distributed.is_chief:
