@@ -167,6 +167,29 @@ def alternate(sides: dict, rounds: int, *, warmup: bool = True) -> dict[str, lis
     return times
 
 
+def alternate_wall_cpu(sides: dict, rounds: int, *, warmup: bool = True) -> tuple[dict, dict]:
+    """As :func:`alternate`, also recording the process's CPU time (all threads) of each call.
+
+    On a shared machine CPU time is far steadier than wall time for compute-bound work (waiting for a core does
+    not count), while wall time also shows stalls (waiting for data). Returns ``(wall, cpu)``, each
+    ``{name: [seconds per round]}``.
+    """
+    names = list(sides)
+    if warmup:
+        for name in names:
+            sides[name]()
+    wall = {name: [] for name in names}
+    cpu = {name: [] for name in names}
+    for r in range(rounds):
+        order = names if r % 2 == 0 else list(reversed(names))
+        for name in order:
+            c0, w0 = time.process_time(), time.perf_counter()
+            sides[name]()
+            wall[name].append(time.perf_counter() - w0)
+            cpu[name].append(time.process_time() - c0)
+    return wall, cpu
+
+
 def median(values) -> float:
     return float(statistics.median(values))
 

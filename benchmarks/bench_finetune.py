@@ -75,11 +75,14 @@ def main(argv=None):
             super().__init__()
             self.seconds = []
 
+            self.cpu_seconds = []
+
         def on_epoch_begin(self, epoch, logs=None):
-            self._t = time.perf_counter()
+            self._t, self._c = time.perf_counter(), time.process_time()
 
         def on_epoch_end(self, epoch, logs=None):
             self.seconds.append(time.perf_counter() - self._t)
+            self.cpu_seconds.append(time.process_time() - self._c)
 
     records = {"plain": [], "toolkit": [], "toolkit+files": []}
     out_dir = args.work / "finetune_out"
@@ -98,7 +101,7 @@ def main(argv=None):
             shutil.rmtree(out_dir, ignore_errors=True)
         fit_two_phases(model, train, val, config.replace(seed=seed), task="binary", classes=classes,
                        out_dir=out_dir if with_files else None, callbacks=[timer], verbose=False)
-        return time.perf_counter() - t0, timer.seconds
+        return time.perf_counter() - t0, timer.seconds, timer.cpu_seconds
 
     def plain(seed: int):
         timer = EpochTimer()
@@ -109,7 +112,7 @@ def main(argv=None):
                       momentum=config.momentum)
         model.fit(x_train, y_train.reshape(-1, 1), batch_size=args.batch_size, epochs=args.epochs, shuffle=True,
                   validation_data=(x_val, y_val.reshape(-1, 1)), callbacks=[timer], verbose=0)
-        return time.perf_counter() - t0, timer.seconds
+        return time.perf_counter() - t0, timer.seconds, timer.cpu_seconds
 
     sides = {"plain": lambda s: plain(s), "toolkit": lambda s: toolkit(False, s),
              "toolkit+files": lambda s: toolkit(True, s)}
@@ -120,16 +123,17 @@ def main(argv=None):
     for r in range(args.rounds):
         order = names if r % 2 == 0 else list(reversed(names))
         for name in order:
-            total, epochs = sides[name](r + 1)
-            records[name].append({"call_seconds": total, "epoch_seconds": epochs})
+            total, epochs, cpu = sides[name](r + 1)
+            records[name].append({"call_seconds": total, "epoch_seconds": epochs, "epoch_cpu_seconds": cpu})
 
-    def steady(name):
-        return [e for rec in records[name] for e in rec["epoch_seconds"][1:]]
+    def steady(name, key="epoch_seconds"):
+        return [e for rec in records[name] for e in rec[key][1:]]
 
     results = {}
     for name in names:
         results[name] = {
             "steady_epoch_seconds": C.summary(steady(name)),
+            "steady_epoch_cpu_seconds": C.summary(steady(name, "epoch_cpu_seconds")),
             "first_epoch_seconds": C.summary([rec["epoch_seconds"][0] for rec in records[name]]),
             "call_seconds": C.summary([rec["call_seconds"] for rec in records[name]]),
         }
@@ -149,11 +153,14 @@ def main(argv=None):
     for name in names:
         epoch = results[name]["steady_epoch_seconds"]["median"]
         results[name]["ratio"] = base / epoch
+        results[name]["ratio_cpu"] = (results["plain"]["steady_epoch_cpu_seconds"]["median"]
+                                      / results[name]["steady_epoch_cpu_seconds"]["median"])
         results[name]["ratio_best"] = (results["plain"]["steady_epoch_seconds"]["min"]
                                        / results[name]["steady_epoch_seconds"]["min"])
         results[name]["ratio_call"] = results["plain"]["call_seconds"]["median"] / results[name]["call_seconds"]["median"]
         rows.append({"side": name, "steady epoch s": epoch, "images/s": args.train / epoch,
                      "ratio vs plain": base / epoch, "best-round ratio": results[name]["ratio_best"],
+                     "CPU-time ratio": results[name]["ratio_cpu"],
                      "first epoch s": results[name]["first_epoch_seconds"]["median"],
                      "whole fit s": results[name]["call_seconds"]["median"],
                      "ratio whole fit": results[name]["ratio_call"]})
