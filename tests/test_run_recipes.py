@@ -213,7 +213,10 @@ def test_chest_xray_on_pneumoniamnist_pngs(data, tmp_path, capsys):
     _split_only(data["pneumonia"], run)
     with _TestFilesAway(run, tmp_path / "away"):
         assert _run("chest_xray", None, run) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    # Progress with an ETA on standard error: cache, trials, epochs of the final training.
+    for line in ("reading and caching: ", "search trials: 1/1 (100%)", "final training (epochs): 2/2 (100%)"):
+        assert line in err, line
     model = _check_run_files(run)
     assert model["input_shape"] == [32, 32, 1] and model["classes"] == ["0", "1"]
     assert 0.0 <= model["threshold"]["threshold"] <= 1.0  # chosen on validation
