@@ -376,11 +376,14 @@ def _trial_progress(project_dir: Path, max_trials: int, label: str):
 
     def watch():
         seen = start
-        while not stop.wait(0.5):
-            done = _finished_trials(project_dir) if project_dir.is_dir() else seen
+        while True:
+            stopping = stop.wait(0.5)
+            done = min(_finished_trials(project_dir) if project_dir.is_dir() else seen, max_trials)
             if done > seen:
-                progress.update(min(done, max_trials) - seen)
+                progress.update(done - seen)
                 seen = done
+            if stopping:
+                return
 
     thread = threading.Thread(target=watch, name="trial-progress", daemon=True)
     thread.start()
