@@ -258,3 +258,13 @@ def test_a_recipe_that_cannot_take_the_images_fails_before_anything_is_written(d
     assert code == 2 and len(errors) == 1
     assert "loads 28x28 images (input_size=None)" in errors[0] and "at least 32" in errors[0]
     assert not out.exists()
+
+
+def test_imagenet_weights_that_are_not_here_fail_before_anything_is_written(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["run", "chest_xray", "--manifest", str(data["cxr_csv"]), "--out", str(out), "--set", "input_size=32"])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1
+    assert "ImageNet weights for densenet121 are not available offline" in errors[0]
+    assert "tl-radiology weights import" in errors[0] and "--set weights=none" in errors[0]
+    assert not out.exists()  # no trial was tried, nothing was split

@@ -696,6 +696,7 @@ def _execute(recipe, manifest, out, *, overrides, cache, restart_search, distrib
     recipe_arg = str(recipe) if isinstance(recipe, (str, Path)) and not overrides else None
     recipe = resolve_recipe(recipe, overrides)
     distributed = _resolve_distributed(distributed, recipe)
+    _check_weights(recipe)
     if not isinstance(verbose, (bool, int)):
         raise InputError(f"Expected verbose to be 0, 1 or 2; received {verbose!r}.")
     verbose = int(verbose)
@@ -725,6 +726,34 @@ def _execute(recipe, manifest, out, *, overrides, cache, restart_search, distrib
         if created and not run.has_split():
             _remove_empty_run_dir(run.path)  # refused before the split: leave no folder behind
         raise
+
+
+def _check_weights(recipe: Recipe) -> None:
+    """Every starting-weights file the run would use is available offline (else a one-line error now, exit 2,
+    rather than a search whose every trial fails on it)."""
+    from .backbones import resolve_weights
+
+    backbones = list(recipe.member_backbones)
+    weights = [recipe.weights]
+    if recipe.mode != "features":
+        choices = recipe.search_space.get("backbone")
+        if isinstance(choices, list):
+            backbones += [b for b in choices if isinstance(b, str)]
+        elif isinstance(choices, str):
+            backbones.append(choices)
+        options = recipe.search_space.get("weights")
+        if isinstance(options, list):
+            weights = [w for w in options]
+        elif isinstance(options, str):
+            weights = [options]
+    for backbone in dict.fromkeys(backbones):
+        for value in dict.fromkeys(weights):
+            if value is None or (isinstance(value, str) and value.lower() == "none"):
+                continue
+            try:
+                resolve_weights(backbone, value)
+            except InputError as exc:
+                raise type(exc)(f"Recipe {recipe.name!r}: {exc} On the command line: --set weights=none.") from None
 
 
 def _check_loaded_shape(recipe: Recipe, loader, cases) -> None:
