@@ -277,6 +277,11 @@ def test_retina_grade_is_multiclass_with_a_quadratic_kappa(data, tmp_path, capsy
     model = _check_run_files(run)
     assert model["task"]["task"] == "multiclass" and model["classes"] == ["0", "1", "2", "3", "4"]
     assert model["input_shape"] == [32, 32, 3]
-    kappa = json.loads((run / "val_ordinal.json").read_text())["quadratic_weighted_kappa"]
+    assert model["training_config"]["ordinal"] is True
+    kappa = json.loads((run / "val_metrics.json").read_text())["metrics"]["metrics"]["quadratic_weighted_kappa"]
     assert -1.0 <= kappa["estimate"] <= 1.0
     assert "quadratic_weighted_kappa" in capsys.readouterr().out
+    # the one-shot evaluation reports it too, for the same reason (ordinal grades)
+    assert main(["evaluate", str(run), "--n-bootstrap", "50"]) == 0
+    final = json.loads((run / "final_test.json").read_text())
+    assert -1.0 <= final["metrics"]["metrics"]["quadratic_weighted_kappa"]["estimate"] <= 1.0

@@ -53,8 +53,6 @@ RECIPE_JSON = "recipe.json"
 FINAL_WORK_DIR = ".final_training"
 _SEARCH_PROJECT = "search"
 _SUMMARY = "search_summary.json"
-#: The validation quadratic-weighted kappa of an ordinal recipe (the evaluation's files do not hold it yet).
-VAL_ORDINAL = "val_ordinal.json"
 #: How long a distributed worker waits for the chief to make the split and write recipe.json.
 WORKER_WAIT_SECONDS = 300.0
 
@@ -147,9 +145,6 @@ class RunResult:
                 lines.append(f"  threshold ({self.validation.get('threshold_method')}): {threshold['threshold']:.4g}")
             for name, summary in rows:
                 lines.append(f"  {name:<24} {format_summary(summary)}")
-            kappa = self.validation.get("ordinal_kappa")
-            if kappa is not None:
-                lines.append(f"  {'quadratic_weighted_kappa':<24} {format_summary(kappa)}")
         if self.trained is not None or self.validation is not None:
             lines.append("The test set is still sealed: nothing above used it. Next:")
         elif self.next_steps:
@@ -633,28 +628,6 @@ def _up_to_date(run, recipe: Recipe) -> bool:
             and training.get("run_finalize_key") == _finalize_key(recipe))
 
 
-def _ordinal_kappa(run, trained, recipe: Recipe) -> dict | None:
-    """The validation quadratic-weighted kappa of an ordinal multiclass model (from val_predictions.csv)."""
-    if not recipe.ordinal or trained.task.task != "multiclass":
-        return None
-    import pandas as pd
-
-    from .evaluation import multiclass_metrics
-
-    table = pd.read_csv(run.path / "val_predictions.csv", dtype={"label": str})
-    classes = list(trained.classes)
-    columns = [f"prob_{name}" for name in classes]
-    if any(c not in table.columns for c in columns):
-        return None
-    probabilities = table[columns].to_numpy(dtype=float)
-    probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)
-    result = multiclass_metrics(table["label"].astype(str).tolist(), probabilities, class_names=classes,
-                                patient_ids=table["patient"].tolist() if "patient" in table else None, ordinal=True,
-                                n_bootstrap=recipe.n_bootstrap, seed=recipe.seed)
-    kappa = result["metrics"].get("quadratic_weighted_kappa")
-    return kappa if isinstance(kappa, dict) else None
-
-
 def _finalize(run, recipe: Recipe, trained, cache):
     from .evaluation import explain_run, finalize_on_validation
 
@@ -839,9 +812,6 @@ def _execute_locked(run, recipe, manifest, table, *, cache, restart_search, dist
         result.search = _read_searches(run, recipe)
         result.trained = TrainedModel.load(run.path)
         result.validation = json.loads((run.path / "val_metrics.json").read_text(encoding="utf-8"))
-        ordinal = run.path / VAL_ORDINAL
-        result.validation["ordinal_kappa"] = (json.loads(ordinal.read_text(encoding="utf-8"))
-                                              ["quadratic_weighted_kappa"] if ordinal.is_file() else None)
         result.up_to_date = True
         return result
     if not worker:
@@ -876,13 +846,6 @@ def _execute_locked(run, recipe, manifest, table, *, cache, restart_search, dist
     if recipe.ordinal:
         trained.training_config["ordinal"] = True
     validation = _finalize(run, recipe, trained, case_cache)
-    (run.path / VAL_ORDINAL).unlink(missing_ok=True)
-    kappa = _ordinal_kappa(run, trained, recipe)
-    if kappa is not None:
-        atomic_write_json(run.path / VAL_ORDINAL, {
-            "quadratic_weighted_kappa": kappa, "classes": list(trained.classes or []),
-            "note": "validation cases; grades in class order (lowest first); patient-bootstrap interval"})
-    validation = dict(validation, ordinal_kappa=kappa)
     result.trained = trained
     result.validation = validation
     status(f"run: done; the test set of {run.path} is still sealed")

@@ -32,7 +32,7 @@ from .._errors import InputError, RunDirError, SealBrokenError
 from .._progress import status
 from ..data import Manifest, RunDir
 from . import _runfiles as files
-from ._scoring import key_metric_rows, prediction_table, score, threshold_values, write_plots
+from ._scoring import is_ordinal, key_metric_rows, prediction_table, score, threshold_values, write_plots
 
 __all__ = ["evaluate_run", "evaluate_external"]
 
@@ -106,7 +106,8 @@ def _evaluate_sealed(seal_run: RunDir, out_dir: Path, trained, *, model_run: Pat
     probabilities = trained.predict_cases(cases)
     patients = cases["patient"].tolist()
     result = score(task, classes, cases["label"], probabilities, patients=patients,
-                   threshold_record=trained.threshold, n_bootstrap=n_bootstrap, seed=seed)
+                   threshold_record=trained.threshold, n_bootstrap=n_bootstrap, seed=seed,
+                   ordinal=is_ordinal(trained))
     table = prediction_table(cases, task, classes, probabilities, trained.threshold)
     with atomic_directory(out_dir / files.FINAL_DIR) as tmp:
         plots = write_plots(tmp, task, classes, cases["label"], probabilities, patients=patients,

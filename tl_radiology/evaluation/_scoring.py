@@ -138,8 +138,12 @@ def predicted_labels(task: str, classes, probabilities, thresholds) -> list:
 
 
 def score(task: str, classes, labels, probabilities, *, patients=None, threshold_record=None,
-          n_bootstrap: int = 2000, seed: int | None = 0) -> dict:
-    """Metrics of one set of predictions with patient-bootstrap intervals (the metric function of the task)."""
+          n_bootstrap: int = 2000, seed: int | None = 0, ordinal: bool = False) -> dict:
+    """Metrics of one set of predictions with patient-bootstrap intervals (the metric function of the task).
+
+    ``ordinal`` (multiclass grades in class order, e.g. diabetic-retinopathy grades) adds the quadratic-weighted
+    kappa; a model records it as ``training_config["ordinal"]`` (see :func:`is_ordinal`).
+    """
     y = as_targets(labels, task, classes)
     p = np.asarray(probabilities, dtype=np.float64)
     common = dict(patient_ids=None if patients is None else list(patients), n_bootstrap=n_bootstrap, seed=seed)
@@ -154,11 +158,16 @@ def score(task: str, classes, labels, probabilities, *, patients=None, threshold
                 f"The cases hold one class only ({classes[int(next(iter(present)))]}); multiclass metrics need at "
                 "least two classes."
             )
-        return multiclass_metrics(y, p, class_names=list(classes), **common)
+        return multiclass_metrics(y, p, class_names=list(classes), ordinal=ordinal, **common)
     if task == "multilabel":
         values = threshold_values(task, classes, threshold_record)
         return multilabel_metrics(y, p, label_names=list(classes), thresholds=values, **common)
     return regression_metrics(y, p.reshape(len(p), -1)[:, 0], **common)
+
+
+def is_ordinal(trained) -> bool:
+    """Whether a TrainedModel's classes are ordered grades (its training config says ``ordinal``)."""
+    return bool((getattr(trained, "training_config", None) or {}).get("ordinal"))
 
 
 def _is_choice(record) -> bool:

@@ -13,7 +13,7 @@ from .._errors import InputError
 from .._progress import status
 from ..data import RunDir, load_arrays, loader_from_config
 from . import _runfiles as files
-from ._scoring import as_targets, choose_thresholds, prediction_table, score, write_plots
+from ._scoring import as_targets, choose_thresholds, is_ordinal, prediction_table, score, write_plots
 
 __all__ = ["finalize_on_validation"]
 
@@ -86,7 +86,7 @@ def finalize_on_validation(run_dir, trained_model, *, loader=None, cache=None, t
 
         patients = cases["patient"].tolist()
         result = score(task, classes, cases["label"], probabilities, patients=patients, threshold_record=record,
-                       n_bootstrap=n_bootstrap, seed=seed)
+                       n_bootstrap=n_bootstrap, seed=seed, ordinal=is_ordinal(trained_model))
         table = prediction_table(cases, task, classes, probabilities, record)
         atomic_write_text(run.path / files.VAL_PREDICTIONS, table.to_csv(index=False, lineterminator="\n"))
         with atomic_directory(run.path / files.VALIDATION_DIR) as tmp:
