@@ -452,16 +452,10 @@ def test_a_test_image_that_cannot_be_decoded_is_refused_before_sealing(study, ba
     assert code == 0, err
 
 
-_LEFT_LOCK = pytest.mark.xfail(strict=True, reason="reported to the run engineer: `run` refuses a split-level problem "
-                               "(exit 2, right message) but leaves the new --out folder behind holding an empty "
-                               ".lock, because _run.py creates and locks it before the split is checked")
-
-
 @pytest.mark.parametrize("name, build, pattern", [
     ("missing-image-file", _edit(image=(3, "img/nope.png")), r"line 5, column 'image': file 'img/nope\.png' not found"),
-    pytest.param("one-class", _one_class, r"Only one class \('a'\) in column 'label'", marks=_LEFT_LOCK),
-    pytest.param("patient-in-two-splits", _patient_in_two_splits,
-                 r"patient P-[0-9A-F]{12} is in train and val \(lines 3, 16\)", marks=_LEFT_LOCK),
+    ("one-class", _one_class, r"Only one class \('a'\) in column 'label'"),
+    ("patient-in-two-splits", _patient_in_two_splits, r"patient P-[0-9A-F]{12} is in train and val \(lines 3, 16\)"),
 ])
 def test_run_with_a_bad_manifest_creates_no_run_directory(study, tmp_path, name, build, pattern):
     manifest = build(study, f"run-{name}")

@@ -104,10 +104,6 @@ def test_run_stops_at_a_broken_training_image_naming_row_and_file(pneumonia, bad
     assert not leftovers(out) and audit_events(out) == ["sealed"]
 
 
-@pytest.mark.xfail(strict=True, reason="reported to the run engineer: an image below the backbone's minimum size "
-                                       "(input_size=none) is found only when every search trial fails, exit 1 "
-                                       "'All 1 trials of the search failed ... run again with overwrite=True'; "
-                                       "_run.py should check the loaded size against the backbone before searching")
 def test_an_image_smaller_than_the_backbone_minimum_is_refused_before_the_search(pneumonia, tmp_path):
     out = tmp_path / "run"
     code, _, err = cli(["run", "chest_xray", "--manifest", pneumonia, "--out", out,
