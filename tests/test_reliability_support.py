@@ -82,7 +82,10 @@ def snapshot(folder) -> dict:
     out = {}
     for path in sorted(folder.rglob("*")):
         key = path.relative_to(folder).as_posix()
-        out[key] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+        try:
+            out[key] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+        except FileNotFoundError:  # a live command's temporary file, gone between listing and reading
+            continue
     return out
 
 
