@@ -19,6 +19,7 @@ import base64
 import contextlib
 import io
 import json
+import os
 import re
 import shutil
 import struct
@@ -80,13 +81,17 @@ def snapshot(folder) -> dict:
     if not folder.exists():
         return {}
     out = {}
-    for path in sorted(folder.rglob("*")):
-        key = path.relative_to(folder).as_posix()
-        try:
-            out[key] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
-        except FileNotFoundError:  # a live command's temporary file, gone between listing and reading
-            continue
-    return out
+    # os.walk skips folders that vanish while it lists them (a live command's temporary folders); files that
+    # vanish between listing and reading are skipped too.
+    for root, dirs, names in os.walk(folder, onerror=lambda error: None):
+        for name in dirs + names:
+            path = Path(root) / name
+            key = path.relative_to(folder).as_posix()
+            try:
+                out[key] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+            except (FileNotFoundError, IsADirectoryError):
+                continue
+    return dict(sorted(out.items()))
 
 
 _TEMPORARY = re.compile(r"(^|/)\.[^/]*\.(tmp|old-)|\.tmp(\.|$)|(^|/)\.final_training(/|$)|\.write-test\.")
