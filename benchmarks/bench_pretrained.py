@@ -245,7 +245,7 @@ def main(argv=None):
                              "val AUC": _fmt_ci(val_metrics.get("roc_auc") or val_metrics.get("macro_roc_auc")),
                              "test AUC": _fmt_ci(_metric(test, "roc_auc") or _metric(test, "macro_roc_auc")),
                              "test ACC": _fmt_ci(_metric(test, "accuracy")),
-                             "reused": bool(r.get("reused_earlier_evaluation"))})
+                             "stored result": bool(r.get("reused_earlier_evaluation"))})
             if not args.smoke:
                 paired[f"{dataset}_{mode}"] = paired_difference(run_root, dataset, mode, task, manifest.classes)
     print(f"pretrained = {LABEL}; {SIZE} px; logistic regression with default settings; threshold (binary) chosen "
