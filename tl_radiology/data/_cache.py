@@ -208,10 +208,15 @@ def _fmt(shape) -> str:
 
 
 def _iter_cases(cases):
-    """``(position, row)`` for a DataFrame (rows as Series) or a sequence of dict-like cases."""
-    if hasattr(cases, "iterrows"):
-        for position, (_, case) in enumerate(cases.iterrows()):
-            yield position, case
+    """``(position, row)`` for a DataFrame (rows as dicts column -> value) or a sequence of dict-like cases.
+
+    ``itertuples`` rather than ``iterrows``: building a Series per row was a fifth of a warm fill (profile of
+    benchmarks/README.md), and a dict keeps each column's own type (a Series upcasts a row to one dtype).
+    """
+    if hasattr(cases, "itertuples"):
+        columns = list(cases.columns)
+        for position, values in enumerate(cases.itertuples(index=False, name=None)):
+            yield position, dict(zip(columns, values))
     else:
         yield from enumerate(cases)
 
@@ -355,11 +360,35 @@ class CaseCache:
         return x
 
     def _entry_shape(self, key: str) -> tuple[int, ...] | None:
-        """The shape of an entry from its header alone (memory-mapped: no pixels are read), or None."""
+        """The shape of an entry from its ``.npy`` header alone (no pixels read), or None if missing or damaged.
+
+        The header is read from the open file and the file's size checked against it, so a truncated entry (a
+        power cut) counts as missing, as memory-mapping it did; mapping and unmapping every entry only to read
+        its shape was 56 % of a warm fill (benchmarks/README.md).
+        """
+        path = self.entry_path(key)
         try:
-            x = np.load(self.entry_path(key), mmap_mode="r", allow_pickle=False)
-        except FileNotFoundError:
+            with open(path, "rb") as fh:
+                version = np.lib.format.read_magic(fh)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+                else:  # pragma: no cover - np.save writes 1.0 (2.0 for huge headers); other versions the slow way
+                    return self._entry_shape_mapped(path)
+                data_bytes = os.fstat(fh.fileno()).st_size - fh.tell()
+        except (OSError, ValueError, EOFError):  # missing, unreadable or a damaged header
             return None
+        if dtype != np.float32 or len(shape) != 3:
+            return None
+        if data_bytes != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
+            return None  # truncated (or with bytes after the array): not an entry np.save wrote whole
+        return tuple(int(v) for v in shape)
+
+    @staticmethod
+    def _entry_shape_mapped(path: Path) -> tuple[int, ...] | None:
+        try:
+            x = np.load(path, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError, EOFError):
             return None
         shape = tuple(x.shape) if x.dtype == np.float32 and x.ndim == 3 else None
