@@ -94,9 +94,7 @@ def test_presets_have_the_documented_values(name):
 
 
 def test_preset_table_in_the_docstring_and_readme_matches_the_presets():
-    # The README section lives in docs/readme/ until it is merged into README.md: check wherever it is.
-    docs = [p.read_text() for p in (PROJECT_ROOT / "docs" / "readme" / "transforms.md", PROJECT_ROOT / "README.md")
-            if p.is_file()]
+    docs = [(PROJECT_ROOT / "README.md").read_text(encoding="utf-8")]
     tables = [text for text in docs if "| `mediastinum` |" in text]
     assert tables, "no README table of window presets found"
     for name, (center, width) in WINDOW_PRESETS.items():
