@@ -48,7 +48,6 @@ def main(argv=None):
     start = time.perf_counter()
 
     import keras
-    import numpy as np
 
     from tl_radiology.data import CaseCache, load_arrays, make_dataset
     from tl_radiology.models import TaskSpec, compile_model

@@ -26,6 +26,7 @@ Usage::
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import resource
@@ -94,7 +95,7 @@ def child(csv: Path, cache_dir: Path) -> dict:
     t = time.perf_counter()
     import keras
     import numpy as np
-    import tensorflow as tf  # noqa: F401
+    importlib.import_module("tensorflow")  # measured: TensorFlow's own footprint
 
     from tl_radiology._progress import set_quiet
     from tl_radiology.data import CaseCache, CaseLoader, Manifest, make_dataset
