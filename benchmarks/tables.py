@@ -30,9 +30,10 @@ def main(names):
             continue
         data = json.loads(path.read_text())
         print(f"### {name}\n\n_{machine_line(data['machine'])}; {data.get('rounds')} rounds_\n")
-        for key in ("table", "inference_table", "training_table", "stage_table"):
+        for key in ("table", "inference_table", "training_table", "stage_table", "per_run", "per_config",
+                    "reference_table"):
             if data.get(key):
-                if key != "table":
+                if key not in ("table", "per_run"):
                     print(f"\n{key.replace('_', ' ')}:\n")
                 print(C.table(data[key], list(data[key][0])))
         print()
