@@ -27,6 +27,7 @@ Usage::
 
     /work/venv/bin/python benchmarks/bench_phases.py --smoke
     /work/venv/bin/python benchmarks/bench_phases.py          # ~10 min on the shared 2-core CPU
+    /work/venv/bin/python benchmarks/bench_phases.py --mode finetune --seeds 0   # the demo's fine-tuning schedule
 """
 
 from __future__ import annotations
@@ -46,7 +47,23 @@ RECIPE = "liver_lesion_triphasic_ct"
 CONFIGS = {"mono": "arterial", "bi": "native,arterial", "tri": "native,arterial,delayed"}
 
 
+#: ``--mode finetune``: the demo's schedule (tl_radiology/_run_demo.py), which learns these phantoms from random
+#: weights: the whole network trains from the first epoch (no head phase: a random backbone has nothing to
+#: transfer), BatchNorm kept frozen at its initial identity (the default), Adam at 1e-4, 12 epochs, augmentation
+#: 0.2 with flips. One trial (nothing to search: the learning rate is fixed), then the final training.
+FINETUNE = {"mode": "finetune", "weights": "none", "head_epochs": 0, "finetune_epochs": 12, "unfreeze": "all",
+            "finetune_learning_rate": 1e-4, "batch_size": 16, "dropout": 0.0, "augmentation": 0.2,
+            "flip": "horizontal_and_vertical", "early_stopping_patience": "none", "search_space": "{}",
+            "max_trials": 1}
+
+
 def settings_for(args, columns: str, seed: int) -> dict:
+    if args.mode == "finetune":
+        settings = {"image_columns": columns, **FINETUNE, "backbone": args.backbone, "input_size": args.size,
+                    "seed": seed, "gradcam_samples": 0}
+        if args.smoke:
+            settings.update({"finetune_epochs": 1})
+        return settings
     settings = {"image_columns": columns, "mode": "features", "backbones": args.backbone, "weights": "none",
                 "input_size": args.size, "seed": seed, "search_space": "{}", "max_trials": args.trials,
                 "gradcam_samples": 0}
@@ -159,17 +176,21 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=64, help="model input size (phantoms are written at 64 px)")
     parser.add_argument("--trials", type=int, default=8, help="feature-search trials per run")
     parser.add_argument("--backbone", default="resnet50")
+    parser.add_argument("--mode", choices=("features", "finetune"), default="features",
+                        help="features: random-backbone features + feature search (the recorded default); "
+                             "finetune: the demo's from-scratch fine-tuning schedule (results in bench_phases_finetune)")
     parser.set_defaults(rounds=1)
     args = parser.parse_args(argv)
     code = T.use_committed_code(Path(args.work))
-    args = C.finish_args(args, NAME)
+    name = NAME if args.mode == "features" else f"{NAME}_finetune"
+    args = C.finish_args(args, name)
     code["imported_from"] = T.check_code_location()
     if args.smoke:
         args.patients, args.seeds = 16, "0"
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     load = C.warn_if_busy()
     start = time.perf_counter()
-    root = args.work / ("phases_smoke" if args.smoke else "phases")
+    root = args.work / (("phases_smoke" if args.smoke else "phases") + ("" if args.mode == "features" else "_finetune"))
     if args.smoke:
         shutil.rmtree(root, ignore_errors=True)
     (root / "runs").mkdir(parents=True, exist_ok=True)
@@ -215,8 +236,8 @@ def main(argv=None):
         print(f"seed-averaged test AUC {pair}: {d['estimate']:+.3f} ({d['ci_low']:+.3f} to {d['ci_high']:+.3f})")
     ordering = sorted(paired["seed_mean_test_auc"], key=paired["seed_mean_test_auc"].get, reverse=True)
     print("ordering (seed-averaged test AUC): " + " > ".join(ordering))
-    C.write_results(args, NAME, {
-        "code": code, "recipe": RECIPE, "configs": CONFIGS,
+    C.write_results(args, name, {
+        "code": code, "recipe": RECIPE, "configs": CONFIGS, "mode": args.mode,
         "data": {"generator": "tl_radiology.data.make_triphasic_phantoms", "patients": args.patients,
                  "cases_per_patient": 4, "written_px": 64, "seed": 0, "manifest": str(manifest_csv)},
         "protocol": ("one split (by patient, split_seed 0) shared by every run; search and threshold on validation; "
