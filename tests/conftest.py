@@ -48,5 +48,19 @@ os.environ["KERAS_HOME"] = str(_TEST_HOME / "keras")
 (_TEST_HOME / "keras").mkdir(parents=True, exist_ok=True)
 
 
+@pytest.fixture(scope="session")
+def vgg_weights(tmp_path_factory) -> Path:
+    """A VGG16 weights file written by the tests (random values, seed 0): a stable weights identity for caches."""
+    import keras
+
+    from tl_radiology.backbones import build_backbone
+
+    keras.utils.set_random_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "vgg16_random.weights.h5"
+    build_backbone("vgg16", input_shape=(32, 32, 3)).save_weights(path)
+    keras.backend.clear_session()
+    return path
+
+
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_TEST_HOME, ignore_errors=True)

@@ -17,7 +17,6 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from tl_radiology._errors import InputError, OptionError
-from tl_radiology.backbones import build_backbone
 from tl_radiology.data import CaseLoader, Manifest, import_medmnist, load_arrays
 from tl_radiology.training import BackboneFeatures, make_classifier
 from tl_radiology.transforms import Compose, Resize, ScaleIntensity
@@ -83,16 +82,6 @@ def pneumonia(shared_data, tmp_path_factory):
     x28, _ = load_arrays(val, loader28)
     return {"manifest": manifest, "x_train": x_train, "y_train": y_train, "x_val": x_val, "y_val": y_val,
             "x28": x28, "loader": loader32}
-
-
-@pytest.fixture(scope="module")
-def vgg_weights(tmp_path_factory):
-    """A VGG16 weights file written by the test (random values): a stable weights identity for the cache."""
-    keras.utils.set_random_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "vgg16_random.weights.h5"
-    build_backbone("vgg16", input_shape=(32, 32, 3)).save_weights(path)
-    keras.backend.clear_session()
-    return path
 
 
 @pytest.mark.slow

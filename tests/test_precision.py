@@ -13,7 +13,6 @@ import pytest
 import keras
 
 from tl_radiology._errors import OptionError
-from tl_radiology.backbones import build_backbone
 from tl_radiology.models import build_model, model_info
 from tl_radiology.training import BackboneFeatures, FineTuneConfig, TrainedModel
 
@@ -67,28 +66,19 @@ def test_a_saved_mixed_model_reloads_with_its_precision_and_predictions(tmp_path
     assert np.allclose(again.predict_proba(x), before, atol=1e-6)
 
 
-@pytest.fixture(scope="module")
-def vgg_file(tmp_path_factory):
-    keras.utils.set_random_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "vgg16_test.weights.h5"
-    build_backbone("vgg16", input_shape=(32, 32, 3)).save_weights(path)
-    keras.backend.clear_session()
-    return path
-
-
-def test_a_fully_cached_extraction_builds_no_backbone_and_precisions_are_cached_apart(vgg_file, tmp_path):
+def test_a_fully_cached_extraction_builds_no_backbone_and_precisions_are_cached_apart(vgg_weights, tmp_path):
     cache = tmp_path / "features"
     x = _images(8)
-    first = BackboneFeatures("vgg16", weights=vgg_file, cache_dir=cache).fit(x[:1])
+    first = BackboneFeatures("vgg16", weights=vgg_weights, cache_dir=cache).fit(x[:1])
     assert first.cache_stats_.builds == 0  # fit builds nothing for a weights file
     f32 = first.transform(x)
     assert first.cache_stats_.builds == 1 and first.cache_stats_.misses == 8
 
-    again = BackboneFeatures("vgg16", weights=vgg_file, cache_dir=cache).fit(x[:1])
+    again = BackboneFeatures("vgg16", weights=vgg_weights, cache_dir=cache).fit(x[:1])
     assert np.array_equal(again.transform(x), f32)
     assert (again.cache_stats_.builds, again.cache_stats_.hits, again.cache_stats_.model_calls) == (0, 8, 0)
 
-    mixed = BackboneFeatures("vgg16", weights=vgg_file, cache_dir=cache, precision="mixed_bfloat16").fit(x[:1])
+    mixed = BackboneFeatures("vgg16", weights=vgg_weights, cache_dir=cache, precision="mixed_bfloat16").fit(x[:1])
     assert mixed.extractor_key_ != first.extractor_key_
     f16 = mixed.transform(x)
     assert (mixed.cache_stats_.hits, mixed.cache_stats_.misses, mixed.cache_stats_.builds) == (0, 8, 1)
@@ -97,8 +87,8 @@ def test_a_fully_cached_extraction_builds_no_backbone_and_precisions_are_cached_
     assert 0 < np.abs(f16 - f32).mean() < 0.05 * scale  # close to float32's, but not float32's
 
 
-def test_model_is_built_on_first_read_and_an_unfitted_extractor_says_so(vgg_file):
-    features = BackboneFeatures("vgg16", weights=vgg_file)
+def test_model_is_built_on_first_read_and_an_unfitted_extractor_says_so(vgg_weights):
+    features = BackboneFeatures("vgg16", weights=vgg_weights)
     with pytest.raises(AttributeError, match="not fitted.*call fit first"):
         features.model_
     features.fit(_images(1))

@@ -207,6 +207,10 @@ def _fmt(shape) -> str:
     return "x".join(str(int(v)) for v in shape)
 
 
+#: ``.npy`` format version -> its header reader (the versions ``np.save`` writes for a float32 array).
+_NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
 def _iter_cases(cases):
     """``(position, row)`` for a DataFrame (rows as dicts column -> value) or a sequence of dict-like cases.
 
@@ -369,13 +373,10 @@ class CaseCache:
         path = self.entry_path(key)
         try:
             with open(path, "rb") as fh:
-                version = np.lib.format.read_magic(fh)
-                if version == (1, 0):
-                    shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
-                elif version == (2, 0):
-                    shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
-                else:  # pragma: no cover - np.save writes 1.0 (2.0 for huge headers); other versions the slow way
-                    return self._entry_shape_mapped(path)
+                read_header = _NPY_HEADER_READERS.get(np.lib.format.read_magic(fh))
+                if read_header is None:  # np.save writes 1.0 (2.0 for huge headers) for a float32 array
+                    return None
+                shape, _, dtype = read_header(fh)
                 data_bytes = os.fstat(fh.fileno()).st_size - fh.tell()
         except (OSError, ValueError, EOFError):  # missing, unreadable or a damaged header
             return None
@@ -384,16 +385,6 @@ class CaseCache:
         if data_bytes != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
             return None  # truncated (or with bytes after the array): not an entry np.save wrote whole
         return tuple(int(v) for v in shape)
-
-    @staticmethod
-    def _entry_shape_mapped(path: Path) -> tuple[int, ...] | None:
-        try:
-            x = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError, EOFError):
-            return None
-        shape = tuple(x.shape) if x.dtype == np.float32 and x.ndim == 3 else None
-        del x
-        return shape
 
     def _write_entry(self, key: str, x: np.ndarray) -> None:
         try:

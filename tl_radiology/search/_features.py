@@ -145,7 +145,6 @@ class _FeatureBank:
         self.verbose = verbose
         self._features: dict[str, np.ndarray] = {}
         self.stats: dict[str, dict] = {}
-        self.builds: dict[str, int] = {}  # backbone builds per backbone (0: every feature came from the cache)
 
     def features(self, backbone: str) -> np.ndarray:
         if backbone not in self._features:
@@ -163,7 +162,6 @@ class _FeatureBank:
             extractor = BackboneFeatures(backbone, cache_dir=self.cache_dir, **self.options).fit(self.images[:1])
             self._features[backbone] = extractor.transform(self.images)
             stats = extractor.cache_stats_
-            self.builds[backbone] = stats.builds
             self.stats[backbone] = {"computed": stats.misses, "from_cache": stats.hits,
                                     "backbone_calls": stats.model_calls}
             if self.verbose:
