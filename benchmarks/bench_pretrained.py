@@ -70,26 +70,39 @@ def weights_for(init: str, weights_file: Path):
     return str(weights_file) if init == "hed_pretrained" else None
 
 
+def start_run(args, run_dir, manifest, out: dict):
+    """A fresh run directory split from ``manifest``, or None when an earlier run already evaluated its test set.
+
+    The earlier run's validation and test records then go into ``out``: its sealed test set is not opened again.
+    """
+    from tl_radiology.data import RunDir
+
+    final = run_dir / "final_test.json"
+    if final.is_file() and not args.smoke:
+        out["reused_earlier_evaluation"] = True
+        out["validation"] = json.loads((run_dir / "val_metrics.json").read_text())
+        out["test"] = json.loads(final.read_text())
+        return None
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run = RunDir(run_dir)
+    run.create_split(manifest)
+    return run
+
+
 def run_features(args, dataset, manifest, task, init, weights_file, run_root) -> dict:
     import keras
     from sklearn.pipeline import Pipeline
 
-    from tl_radiology.data import CaseCache, RunDir, load_arrays
+    from tl_radiology.data import CaseCache, load_arrays
     from tl_radiology.evaluation import evaluate_run, finalize_on_validation
     from tl_radiology.training import BackboneFeatures, TrainedModel, make_classifier
 
     run_dir = run_root / f"{dataset}_features_{init}"
     out = {"dataset": dataset, "mode": "features + logistic regression", "init": init,
            "weights": LABEL if init == "hed_pretrained" else "random (Keras default initialisation, seed 0)"}
-    final = run_dir / "final_test.json"
-    if final.is_file() and not args.smoke:
-        out["reused_earlier_evaluation"] = True
-        out["validation"] = json.loads((run_dir / "val_metrics.json").read_text())
-        out["test"] = json.loads(final.read_text())
+    run = start_run(args, run_dir, manifest, out)
+    if run is None:
         return out
-    shutil.rmtree(run_dir, ignore_errors=True)
-    run = RunDir(run_dir)
-    run.create_split(manifest)
     loader = C.png_loader(SIZE)
     cache = CaseCache(args.work / f"pretrained_cache_{dataset}")
     t0 = time.perf_counter()
@@ -112,22 +125,16 @@ def run_features(args, dataset, manifest, task, init, weights_file, run_root) ->
 
 
 def run_finetune(args, dataset, manifest, task, init, weights_file, run_root) -> dict:
-    from tl_radiology.data import CaseCache, RunDir, make_dataset
+    from tl_radiology.data import CaseCache, make_dataset
     from tl_radiology.evaluation import evaluate_run, finalize_on_validation
     from tl_radiology.training import FineTuneConfig, fine_tune
 
     run_dir = run_root / f"{dataset}_finetune_{init}"
     out = {"dataset": dataset, "mode": "fine-tune (2 head + 2 block5 epochs)", "init": init,
            "weights": LABEL if init == "hed_pretrained" else "random (Keras default initialisation, seed 0)"}
-    final = run_dir / "final_test.json"
-    if final.is_file() and not args.smoke:
-        out["reused_earlier_evaluation"] = True
-        out["validation"] = json.loads((run_dir / "val_metrics.json").read_text())
-        out["test"] = json.loads(final.read_text())
+    run = start_run(args, run_dir, manifest, out)
+    if run is None:
         return out
-    shutil.rmtree(run_dir, ignore_errors=True)
-    run = RunDir(run_dir)
-    run.create_split(manifest)
     loader = C.png_loader(SIZE)
     cache = CaseCache(args.work / f"pretrained_cache_{dataset}")
     t0 = time.perf_counter()
