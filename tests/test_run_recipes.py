@@ -9,12 +9,12 @@ backbone); everything else is the recipe's own.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from test_reliability_support import FilesAway
 from test_run_support import (TINY, medmnist_subset, nodule_phantoms, recipe_file, register_tiny_backbones,
                               tiny_overrides, triphasic_phantoms)
 
@@ -57,27 +57,6 @@ def _test_files(run: Path) -> list[Path]:
     return sorted({Path(p) for column in columns for p in test[column]})
 
 
-class _TestFilesAway:
-    """Move the sealed test files (or series folders) away for the duration of a block, then put them back."""
-
-    def __init__(self, run: Path, store: Path):
-        self.files = _test_files(run)
-        self.store = store
-
-    def __enter__(self):
-        self.moved = []
-        for i, path in enumerate(self.files):
-            target = self.store / f"{i}_{path.name}"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(path), str(target))
-            self.moved.append((path, target))
-        return self
-
-    def __exit__(self, *exc):
-        for path, target in self.moved:
-            shutil.move(str(target), str(path))
-
-
 def _run(recipe, manifest, out, *more, **sets) -> int:
     args = ["run", str(recipe), "--out", str(out), *tiny_overrides(**sets), *more]
     if manifest is not None:
@@ -116,7 +95,7 @@ def test_triphasic_liver_run_never_opens_the_test_set_resumes_and_evaluates(data
     run = tmp_path / "liver"
     manifest = data["liver"]
     _split_only(manifest, run, "native,arterial,delayed")
-    with _TestFilesAway(run, tmp_path / "away"):
+    with FilesAway(_test_files(run), tmp_path / "away"):
         # A final training that fails leaves no half-written result; the search it follows is kept.
         import tl_radiology.training as training
 
@@ -211,7 +190,7 @@ def test_monophasic_and_biphasic_variants_still_give_the_backbone_three_channels
 def test_chest_xray_on_pneumoniamnist_pngs(data, tmp_path, capsys):
     run = tmp_path / "cxr"
     _split_only(data["pneumonia"], run)
-    with _TestFilesAway(run, tmp_path / "away"):
+    with FilesAway(_test_files(run), tmp_path / "away"):
         assert _run("chest_xray", None, run) == 0
     out, err = capsys.readouterr()
     # Progress with an ETA on standard error: cache, trials, epochs of the final training.
@@ -236,7 +215,7 @@ def test_ct_multiwindow_on_one_phase(data, tmp_path):
 def test_lung_nodule_multiplanar_on_series_folders(data, tmp_path):
     run = tmp_path / "nodule"
     _split_only(data["nodule"], run)
-    with _TestFilesAway(run, tmp_path / "away"):  # whole test series folders are away
+    with FilesAway(_test_files(run), tmp_path / "away"):  # whole test series folders are away
         assert _run("lung_nodule_multiplanar", None, run, plane_size=32) == 0
     model = _check_run_files(run)
     assert model["loader"]["center_columns"] == ["center_z", "center_y", "center_x"]
