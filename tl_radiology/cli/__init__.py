@@ -67,7 +67,7 @@ def _unrecognized(parser: argparse.ArgumentParser, extras: list[str]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every available subcommand."""
-    from tl_radiology import __version__
+    from tl_radiology._version import __version__
 
     parser = _ArgumentParser(
         prog="tl-radiology",

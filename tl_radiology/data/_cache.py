@@ -69,7 +69,7 @@ def _code_versions() -> dict[str, str]:
     """Versions of the code that turns files into arrays; an upgrade may change pixels, so it changes keys."""
     from importlib import metadata
 
-    from .. import __version__
+    from .._version import __version__
 
     versions = {"tl_radiology": __version__}
     for package in ("pydicom", "scikit-image", "scipy"):

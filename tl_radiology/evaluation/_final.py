@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import __version__
+from .._version import __version__
 from .._atomic import append_line, atomic_directory, atomic_write_json, atomic_write_text
 from .._errors import InputError, RunDirError, SealBrokenError
 from .._progress import status

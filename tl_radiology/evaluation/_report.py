@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import __version__
+from .._version import __version__
 from .._atomic import atomic_directory
 from ..data import RunDir
 from . import _runfiles as files

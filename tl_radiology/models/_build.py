@@ -9,7 +9,7 @@ import weakref
 
 import keras
 
-from .. import __version__
+from .._version import __version__
 from .._errors import InputError
 from .._options import look_up_option
 from ..backbones import build_backbone, check_input_shape, get_backbone, weights_identity

@@ -61,7 +61,7 @@ def preprocess_constants(mode: str, num_channels: int = 3):
     convention, not exactly what each RGB channel would have seen.
 
     Args:
-        mode: ``"caffe"``, ``"tf"``, ``"torch"`` or ``"none"`` (then only ``x * 255``).
+        mode: ``"caffe"``, ``"tf"``, ``"torch"``, ``"lite"`` or ``"none"`` (then only ``x * 255``).
         num_channels: channels the layer receives.
 
     Returns:
@@ -82,6 +82,8 @@ def preprocess_constants(mode: str, num_channels: int = 3):
     elif mode == "torch":
         scale = [1.0 / s for s in _TORCH_STD_RGB]  # (255 x / 255 - mean) / std
         offset = [-m / s for m, s in zip(_TORCH_MEAN_RGB, _TORCH_STD_RGB)]
+    elif mode == "lite":
+        scale, offset = [255.0 / 128.0] * 3, [-127.0 / 128.0] * 3  # (255 x - 127) / 128, EfficientNet-Lite
     else:
         scale, offset = [255.0] * 3, [0.0] * 3
     reverse = mode == "caffe" and num_channels == 3
@@ -98,7 +100,7 @@ class BackbonePreprocess(keras.layers.Layer):
 
     Args:
         mode: ``"caffe"`` (RGB -> BGR, minus the ImageNet mean), ``"tf"`` ([-1, 1]), ``"torch"`` (ImageNet
-            mean / std) or ``"none"`` (0..255 for backbones that preprocess inside).
+            mean / std), ``"lite"`` ((x - 127) / 128) or ``"none"`` (0..255 for backbones that preprocess inside).
         num_channels: number of channels it receives (3, or the stem's channel count; see
             :func:`preprocess_constants` for other counts).
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from .. import __version__
+from .._version import __version__
 from .._atomic import atomic_write_json
 from .._errors import InputError, SearchFailedError
 from ._tuner import TRIAL_INFO_FILE, trial_record

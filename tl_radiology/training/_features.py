@@ -22,7 +22,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .. import __version__
+from .._version import __version__
 from .._atomic import atomic_write_bytes, atomic_write_text
 from .._errors import InputError
 from .._options import look_up_option

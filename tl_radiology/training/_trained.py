@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from .._atomic import atomic_path, atomic_write_json
 from .._errors import InputError, RunDirError
 from .._options import look_up_option
