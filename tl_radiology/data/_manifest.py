@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -198,6 +199,7 @@ class Manifest:
             raise ManifestError(
                 f"Manifest {path} is not UTF-8 text (byte {exc.start}). Save it as UTF-8 CSV."
             ) from None
+        _check_header(path)
         return cls._build(
             df,
             root=path.resolve().parent,
@@ -328,6 +330,11 @@ class Manifest:
             task = look_up_option(task, TASKS, what="task")
         df = df.rename(columns=lambda c: str(c).strip())
         source_name = source
+        duplicated = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
+        if duplicated:
+            problems = [(1, c, "column name appears more than once in the header; rename or remove the extra column")
+                        for c in duplicated]
+            raise ManifestError(format_problems(source_name, problems), problems)
         if df.shape[1] == 0:
             raise ManifestError(f"Manifest {source_name} is empty. Expected a header line and one row per case.",
                                 [(None, None, "empty CSV")])
@@ -585,7 +592,10 @@ def _parse_labels(text, rows, label_columns, task):
     raw = text[col]
     for row, value in zip(rows, raw):
         if not value:
-            problems.append((row, col, "empty label"))
+            problems.append((row, col, "empty label; fill in the label or remove the row"))
+        elif value.lower() in _MISSING_MARKERS:
+            problems.append((row, col, f"label {value!r} marks a missing value, not a class; fill in the label or "
+                                       "remove the row"))
     if task == "regression":
         labels = []
         for row, value in zip(rows, raw):
@@ -604,17 +614,56 @@ def _parse_labels(text, rows, label_columns, task):
     if task == "multilabel" or (task is None and any("|" in v for v in raw)):
         labels, names = [], set()
         for value in raw:
-            parts = sorted({p.strip() for p in value.split("|") if p.strip()})
+            parts = sorted({_class_name(p.strip()) for p in value.split("|") if p.strip()})
             names.update(parts)
             labels.append("|".join(parts))
         return labels, "multilabel", tuple(sorted(names, key=class_sort_key(names))), problems
 
+    raw = [_class_name(v) for v in raw]
     names = sorted(set(v for v in raw if v), key=class_sort_key(set(raw)))
     inferred = "binary" if len(names) <= 2 else "multiclass"
     if task == "binary" and len(names) > 2:
         problems.append((None, col, f"task 'binary' needs at most 2 classes, found {len(names)}: "
                                     f"{', '.join(names)}; use task='multiclass'"))
     return list(raw), task or inferred, tuple(names), problems
+
+
+#: Cell texts that spreadsheets and pandas write for a missing value; as a label they would become a class.
+_MISSING_MARKERS = {"nan", "-nan", "na", "n/a", "#n/a", "<na>", "nat", "null"}
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+def _class_name(value: str) -> str:
+    """One spelling per numeric class: '1', '1.0', '+1' and '1e0' are all class '1'; '0.50' is '0.5'.
+
+    Only plain decimal numbers are normalised (not 'inf', not hex); other text is kept as written.
+    """
+    if not _NUMBER.fullmatch(value):
+        return value
+    number = float(value)
+    if not math.isfinite(number):
+        return value
+    if number.is_integer():
+        return str(int(number))
+    return repr(number)
+
+
+def _check_header(path: Path) -> None:
+    """Refuse a header that names a column twice (pandas would silently rename the second to 'label.1')."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            header = next(csv.reader(fh), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return  # read_csv has reported (or will report) these
+    names = [h.strip() for h in header]
+    duplicated = sorted({n for n in names if n and names.count(n) > 1})
+    if duplicated:
+        problems = [(1, n, f"column name appears {names.count(n)} times in the header (columns "
+                           f"{', '.join(str(i + 1) for i, h in enumerate(names) if h == n)}); rename or remove the "
+                           "extra column") for n in duplicated]
+        raise ManifestError(format_problems(str(path), problems), problems)
 
 
 def _has_dicom_preamble(path: Path) -> bool:
