@@ -17,6 +17,7 @@ from ._dicom import (
     _has_preamble,
     _head,
     _looks_like_raw_dataset,
+    non_image_kind,
     read_dataset,
     read_dicom,
 )
@@ -163,7 +164,8 @@ def read_dicom_series(
         if "Rows" not in ds and str(ds.get("SOPClassUID") or "") != _DIRECTORY_SOP_CLASS:
             # Not an image, or a slice cut off before its Rows: a full read tells them apart (and fails if cut).
             ds = read_dataset(path, header_only=False)
-        if str(ds.get("SOPClassUID") or "") == _DIRECTORY_SOP_CLASS or "Rows" not in ds:
+        if str(ds.get("SOPClassUID") or "") == _DIRECTORY_SOP_CLASS or "Rows" not in ds or non_image_kind(ds):
+            # DICOMDIR, reports, and objects beside a series that are not slices of it (SEG, RT dose, PR, ...)
             ignored.append(path)
             continue
         paths.append(path)
