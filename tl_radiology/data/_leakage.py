@@ -18,7 +18,8 @@ from ._hashing import content_digest
 from ._manifest import RESERVED_COLUMNS, SPLITS, Manifest
 from ._split import _raise_patient_leak, _split_order, patients_in_several_splits
 
-__all__ = ["check_leakage", "LeakageReport", "DuplicateGroup", "infer_image_columns"]
+__all__ = ["check_leakage", "LeakageReport", "DuplicateGroup", "infer_image_columns", "pixel_digest",
+           "find_content_overlap", "older_seal_pixel_digests", "ContentMatch"]
 
 _MAX_SHOWN = 20
 
@@ -83,6 +84,8 @@ class LeakageReport:
         pixels_checked: whether decoded pixels were compared (``pixels=True``).
         root: folder that paths are shown relative to.
         group: the column checked for straddling splits (``None``: not checked, e.g. a split by case).
+        pixel_digests: image path (as in the case table) -> sha256 of its decoded pixels (:func:`pixel_digest`),
+            for every image decoded; the seal keeps the test images' (not in :meth:`to_dict`).
 
     Example:
         >>> report = check_leakage(split_cases)  # doctest: +SKIP
@@ -97,6 +100,7 @@ class LeakageReport:
     pixels_checked: bool = True
     root: Path | None = None
     group: str | None = "patient"
+    pixel_digests: dict = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -169,6 +173,144 @@ def infer_image_columns(cases: pd.DataFrame) -> tuple[str, ...]:
         if all(isinstance(v, str) and os.path.isabs(v) and os.path.exists(v) for v in sample):
             found.append(col)
     return tuple(found)
+
+
+def pixel_digest(path) -> str:
+    """The sha256 of an image's decoded pixel array (dtype, shape and values), as :func:`read_image` returns it.
+
+    Two files with the same pixels and different bytes (another header, a re-saved copy) get the same digest.
+
+    Raises:
+        ImageReadError, OSError, ValueError: the file cannot be decoded.
+    """
+    from tl_radiology.io import read_image
+
+    array = np.ascontiguousarray(read_image(path).array)
+    h = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode("ascii"))
+    h.update(array.tobytes())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ContentMatch:
+    """An input image whose content equals an image of a run.
+
+    Attributes:
+        path: the input image (file or series folder).
+        kind: ``"byte"`` (same file bytes) or ``"pixel"`` (same decoded pixels).
+        split: the run's split holding the equal image (``train``, ``val`` or ``test``).
+        case_id: the run's case.
+        where: the input's position (e.g. ``line 3, column 'image'``), for messages.
+    """
+
+    path: str
+    kind: str
+    split: str
+    case_id: str
+    where: str = ""
+
+    def describe(self) -> str:
+        at = f" ({self.where})" if self.where else ""
+        return f"{self.path}{at} has the same {'file bytes' if self.kind == 'byte' else 'decoded pixels'} as " \
+               f"{self.split} case {self.case_id}"
+
+
+def _sealed_digests(lock: dict) -> tuple[dict, dict]:
+    """Byte digests (as :func:`content_digest`) and pixel digests of the sealed test images, from ``test.lock``."""
+    by_byte, by_pixel = {}, {}
+    for case_id, entry in (lock.get("cases") or {}).items():
+        files = entry.get("files", [])
+        for f in files:
+            if f.get("series_folder"):
+                folder = Path(f["path"])
+                digest = hashlib.sha256()
+                members = sorted((Path(g["path"]) for g in files if g.get("column") == f.get("column")
+                                  and not g.get("series_folder")), key=lambda m: m.relative_to(folder).as_posix())
+                by_sha = {g["path"]: g["sha256"] for g in files if not g.get("series_folder")}
+                for member in members:
+                    digest.update(f"{member.relative_to(folder).as_posix()}\0{by_sha[str(member)]}\n".encode("utf-8"))
+                by_byte[digest.hexdigest()] = case_id
+            elif not any(g.get("series_folder") and g.get("column") == f.get("column") for g in files):
+                by_byte[f["sha256"]] = case_id
+        for digest in (entry.get("pixels") or {}).values():
+            by_pixel[digest] = case_id
+    return by_byte, by_pixel
+
+
+def older_seal_pixel_digests(lock: dict) -> dict:
+    """Pixel digests of sealed test images whose ``test.lock`` entry has none (seals of older versions).
+
+    Decodes those test files to hash them (nothing else is done with the pixels and nothing is recorded as an
+    opening: only the hashes are compared). Returns ``{pixel digest: case_id}``.
+    """
+    found = {}
+    for case_id, entry in (lock.get("cases") or {}).items():
+        if entry.get("pixels"):
+            continue
+        files = entry.get("files", [])
+        folders = [f for f in files if f.get("series_folder")]
+        bases = [f["path"] for f in folders] + [f["path"] for f in files if not f.get("series_folder")
+                                                  and not any(g.get("column") == f.get("column") for g in folders)]
+        for base in bases:
+            try:
+                found[pixel_digest(base)] = case_id
+            except (TLRadiologyError, OSError, ValueError):
+                continue
+    return found
+
+
+def find_content_overlap(inputs, *, lock: dict, development=None, pixels: bool = True,
+                         test_pixels=None) -> list[ContentMatch]:
+    """Input images whose content equals a sealed test image (from ``test.lock``) or a train/val image of a run.
+
+    Content, not paths: the file's sha256 (a series folder's: its members' names and hashes) and, with
+    ``pixels=True``, the sha256 of the decoded pixels, so a byte copy elsewhere or a re-saved copy is found.
+    The sealed test images are compared through the hashes in ``test.lock`` only, never read: their pixel
+    hashes are in seals made by this version; for an older seal without them, ``test_pixels`` may give them.
+
+    Args:
+        inputs: ``(path, where)`` pairs (``where`` names the input in messages) or paths.
+        lock: the run's ``test.lock`` contents.
+        development: optional ``(split, case_id, path)`` triples of the run's train/val images (read here).
+        pixels: compare decoded pixels too (inputs that cannot be decoded are compared by bytes only).
+        test_pixels: optional ``{pixel digest: case_id}`` of the sealed test images (older seals).
+
+    Returns:
+        The matches, test matches first.
+    """
+    items = [(str(i), "") if not isinstance(i, tuple) else (str(i[0]), str(i[1])) for i in inputs]
+    test_bytes, test_pixel = _sealed_digests(lock)
+    test_pixel.update(test_pixels or {})
+    dev_bytes, dev_pixel = {}, {}
+    if development is not None:
+        for split, case_id, path in development:
+            dev_bytes.setdefault(content_digest(path), (split, case_id))
+    byte_of, pixel_of = {}, {}
+    for path, _ in items:
+        if path not in byte_of:
+            byte_of[path] = content_digest(path)
+            if pixels:
+                try:
+                    pixel_of[path] = pixel_digest(path)
+                except (TLRadiologyError, OSError, ValueError):
+                    pixel_of[path] = None
+    if pixels and development is not None:
+        for split, case_id, path in development:
+            try:
+                dev_pixel.setdefault(pixel_digest(path), (split, case_id))
+            except (TLRadiologyError, OSError, ValueError):
+                continue
+    matches = []
+    for path, where in items:
+        if byte_of[path] in test_bytes:
+            matches.append(ContentMatch(path, "byte", "test", test_bytes[byte_of[path]], where))
+        elif pixel_of.get(path) and pixel_of[path] in test_pixel:
+            matches.append(ContentMatch(path, "pixel", "test", test_pixel[pixel_of[path]], where))
+        elif byte_of[path] in dev_bytes:
+            matches.append(ContentMatch(path, "byte", *dev_bytes[byte_of[path]], where))
+        elif pixel_of.get(path) and pixel_of[path] in dev_pixel:
+            matches.append(ContentMatch(path, "pixel", *dev_pixel[pixel_of[path]], where))
+    return sorted(matches, key=lambda m: m.split != "test")
 
 
 def check_leakage(
@@ -257,22 +399,19 @@ def check_leakage(
             bar.update()
     byte_groups = [DuplicateGroup("byte", d, _ordered(m)) for d, m in by_byte.items() if len({e[0] for e in m}) > 1]
 
-    pixel_groups, unreadable = [], []
+    pixel_groups, unreadable, pixel_digests = [], [], {}
     if pixels:
-        from tl_radiology.io import read_image
-
         by_pixel = defaultdict(list)
         with Progress(len(by_byte), "hashing decoded pixels") as bar:
             for digest, members in by_byte.items():
                 path = members[0][3]
                 try:
-                    array = np.ascontiguousarray(read_image(path).array)
+                    pixel = pixel_digest(path)
                 except (TLRadiologyError, OSError, ValueError) as exc:
                     unreadable.append((path, " ".join(str(exc).split())))
                 else:
-                    h = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode("ascii"))
-                    h.update(array.tobytes())
-                    by_pixel[h.hexdigest()].append(digest)
+                    by_pixel[pixel].append(digest)
+                    pixel_digests.update((m[3], pixel) for m in members)
                 bar.update()
         for digest, byte_digests in by_pixel.items():
             if len(byte_digests) < 2:
@@ -291,6 +430,7 @@ def check_leakage(
         pixels_checked=bool(pixels),
         root=Path(root) if root is not None else None,
         group=group,
+        pixel_digests=pixel_digests,
     )
     if duplicates == "error" and report.duplicate_groups:
         groups = report.duplicate_groups

@@ -32,17 +32,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from .._atomic import RunLock, append_line, atomic_write_json, atomic_write_text
+from .._atomic import RunLock, atomic_write_json, atomic_write_text
 from .._errors import InputError, RunDirError, SealBrokenError, SealError
 from .._options import look_up_option
 from ._hashing import image_files, sha256_file
 from ._leakage import check_leakage
 from ._manifest import SPLITS, Manifest, class_sort_key
+from ._seal import append_entry, audit_key, check_record, refuse_resplit, run_history, seal_fields
 from ._split import split_cases
 
 __all__ = ["RunDir", "SealedTestSet", "SplitResult"]
 
 _FORMAT = 1
+# test.lock format 2: the same fields plus "audit" (the chained audit.log, the HMAC key id) and the cases' decoded-pixel
+# hashes; format 1 run directories are still read (see _seal.py).
+_LOCK_FORMAT = 2
 _HASH = "sha256"
 
 
@@ -135,8 +139,7 @@ class RunDir:
 
     def _audit(self, event: str, **fields) -> dict:
         record = {"time": _now(), "event": event, **fields, "pid": os.getpid(), "user": _user()}
-        append_line(self.audit_log, json.dumps(record, default=str))
-        return record
+        return append_entry(self.path, record)  # chained to the entry before, signed with a key (see _seal.py)
 
     @property
     def info(self) -> dict:
@@ -205,6 +208,7 @@ class RunDir:
                     "patient ids and run directories are meant to be shared. Write it outside, e.g. "
                     f"{run.parent / 'id_map.csv'}."
                 )
+        key = audit_key(self.path)  # a bad key setting is refused before anything is computed or written
         frame, method = split_cases(manifest, val=val, test=test, seed=seed, group=group, stratify=stratify,
                                     existing="replace" if resplit else "honour")
         leak_group = None if group is None or str(group).lower() in ("case", "none") else look_up_option(
@@ -228,13 +232,15 @@ class RunDir:
         table = frame[columns]
         splits_text = table.to_csv(index=False, lineterminator="\n")
         lock = {
-            "format": _FORMAT,
+            "format": _LOCK_FORMAT,
             "sealed_at": None,
             "hash_algorithm": _HASH,
             "split_method": method,
             "image_columns": list(manifest.image_columns),
             "num_test_cases": int((table["split"] == "test").sum()),
-            "cases": _seal_entries(table[table["split"] == "test"], manifest.image_columns),
+            "cases": _seal_entries(table[table["split"] == "test"], manifest.image_columns,
+                                   pixel_digests=report.pixel_digests),
+            "audit": seal_fields(key),
         }
         summary = _summary(table, manifest.task, manifest.classes)
         info = {
@@ -258,10 +264,14 @@ class RunDir:
         with RunLock(self.path, "split"):
             state = "created"
             previous = None
-            if self.has_split():
+            if not self.has_split():
+                # A missing test.lock in a folder with history is a deleted seal, never a fresh start.
+                refuse_resplit(self.path, splits_text)
+            else:
                 previous = _read_json(self.test_lock, "test.lock", self.path)
+                check_record(self.path, previous)  # an altered record is not re-sealed over, even with force
                 old_text = self.splits_csv.read_text(encoding="utf-8") if self.splits_csv.is_file() else ""
-                if old_text == splits_text and previous.get("cases") == lock["cases"]:
+                if old_text == splits_text and _same_seal(previous.get("cases"), lock["cases"]):
                     if id_map is not None:
                         manifest.write_id_map(id_map)
                     return SplitResult("unchanged", report, summary, previous.get("split_method", method))
@@ -359,13 +369,24 @@ class RunDir:
         """The sealed test set of this run (nothing is opened until :meth:`SealedTestSet.open`).
 
         Raises:
-            RunDirError: the run directory has no ``test.lock``.
+            RunDirError: the run directory has no ``test.lock`` (and no history: make the split).
+            SealBrokenError: ``test.lock`` was deleted in a run with history, or the record was altered
+                (see :func:`check_record`).
+            AuditKeyError: the run is signed and its key is not set.
         """
         if not self.has_split():
+            found = run_history(self.path)
+            if found:
+                raise SealBrokenError(
+                    f"Run directory {self.path} has no test.lock but holds {', '.join(found[:6])}: its sealed test "
+                    "set's lock was deleted, so the test set cannot be checked or opened. Restore test.lock from a "
+                    "backup, or start a new run in a new folder: tl-radiology split MANIFEST --out NEW_DIR"
+                )
             raise RunDirError(
                 f"Run directory {self.path} has no sealed test set (no test.lock). Make the split first: "
                 f"tl-radiology split MANIFEST --out {self.path}"
             )
+        check_record(self.path, _read_json(self.test_lock, "test.lock", self.path))
         return SealedTestSet(self)
 
 
@@ -444,6 +465,7 @@ class SealedTestSet:
         run = self.run_dir
         with RunLock(run.path, f"open test set ({purpose})"):
             lock = _read_json(run.test_lock, "test.lock", run.path)
+            check_record(run.path, lock)  # the record (audit.log chain and head, test.lock's hash) is intact
             # Only events since the latest (re-)sealing concern this seal; evaluations of an earlier seal mark
             # this one's results as from a reused test set (its cases were most likely seen before).
             all_events = run.audit_events()
@@ -558,18 +580,36 @@ def _read_table(text: str) -> pd.DataFrame:
     return table
 
 
-def _seal_entries(test_rows: pd.DataFrame, image_columns) -> dict:
+def _seal_entries(test_rows: pd.DataFrame, image_columns, pixel_digests=None) -> dict:
+    """The seal's case entries: label, manifest line, each file's sha256 and (when decoded) each image's pixel hash.
+
+    The pixel hashes (``pixels``: column -> sha256 of the decoded array, as the leakage check computes it) let
+    ``predict`` and ``evaluate --external`` recognise a re-saved copy of a test image without decoding the sealed
+    files again.
+    """
     entries = {}
     for _, case in test_rows.iterrows():
         files = []
+        pixels = {}
         for col in image_columns:
             base = Path(case[col])
             for member in image_files(base):
                 files.append({"column": col, "path": str(member), "sha256": sha256_file(member)})
             if base.is_dir():
                 files.append({"column": col, "path": str(base), "series_folder": True})
-        entries[str(case["case_id"])] = {"label": str(case["label"]), "row": int(case["row"]), "files": files}
+            if pixel_digests and pixel_digests.get(str(base)):
+                pixels[col] = pixel_digests[str(base)]
+        entry = {"label": str(case["label"]), "row": int(case["row"]), "files": files}
+        if pixels:
+            entry["pixels"] = pixels
+        entries[str(case["case_id"])] = entry
     return entries
+
+
+def _same_seal(old_cases, new_cases) -> bool:
+    """Whether two seals hold the same cases, labels and file hashes (pixel hashes, added later, are ignored)."""
+    strip = lambda cases: {k: {f: v for f, v in e.items() if f != "pixels"} for k, e in (cases or {}).items()}  # noqa: E731
+    return strip(old_cases) == strip(new_cases)
 
 
 def _verify(run: RunDir, lock: dict) -> list[str]:
