@@ -14,30 +14,46 @@ case (every file of a series folder, with its relative name) and the case's cent
 changed file, a changed transform parameter or an upgraded decoder gives a new key; nothing else does (not the
 file's name, not the patient). File names are content hashes and files hold pixels only.
 
-Entries and stacks are written with :mod:`tl_radiology._atomic` (temporary file, fsync, rename), so a killed run
-leaves either a whole entry or none; a damaged entry (e.g. after a power cut) is detected on reading and
-recomputed. Two processes may share a cache: at worst both compute the same entry, and the fingerprint index is
+Every entry and stack ends with a 12-byte trailer, ``TLRCRC32`` and the CRC-32 of the ``.npy`` bytes before it
+(``np.load`` reads the array and ignores the trailer). A fill looks at the header, the size and the trailer only
+(cheap); reading an entry's pixels (``read_entry``, building a stack, the per-file reader of a large data set)
+and opening a stack check the CRC, and an entry or stack that fails it (overwritten, damaged by a power cut) is
+rebuilt from the image files with a warning naming the case, never used.
+
+Entries and stacks are written to a temporary file (named with the host and process id) that is fsynced and
+renamed into place, so a killed run leaves either a whole entry or none; a later fill removes temporaries of
+processes of this host that are gone, and any temporary older than an hour. Before writing, the free space of the
+folder is checked (``shutil.disk_usage``) and a stack is written with plain writes, not through a memory map, so a
+full disk ends with one :class:`~tl_radiology.InputError` naming the folder and the space needed (exit status 2),
+not a SIGBUS, and leaves no temporary file behind. Two processes may share a cache: at worst both compute the same entry, and the fingerprint index is
 an SQLite database that serialises its writers (when it is busy or unusable, fingerprints are simply recomputed).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import hmac
+import io
 import json
 import os
+import secrets
 import shutil
+import socket
 import sqlite3
+import struct
 import threading
 import time
+import warnings
+import zlib
 from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from .._atomic import atomic_path, atomic_write_text
+from .._atomic import atomic_write_text
 from .._errors import InputError, TLRadiologyError
 from .._progress import Progress
 from .._pseudonym import pseudonym_key
@@ -47,7 +63,15 @@ from ._loader import CaseLoader, case_label
 __all__ = ["CaseCache", "CACHE_FORMAT_VERSION", "check_same_shape"]
 
 #: Bumped whenever the layout or the meaning of a key changes; old entries are then simply not found.
-CACHE_FORMAT_VERSION = 1
+#: 2: entries and stacks carry a CRC-32 trailer.
+CACHE_FORMAT_VERSION = 2
+
+#: ``TLRCRC32`` + little-endian uint32 CRC-32 of every byte of the file before it.
+_TRAILER_MAGIC = b"TLRCRC32"
+_TRAILER_BYTES = len(_TRAILER_MAGIC) + 4
+# Room left on the disk beyond what a write needs (the file system's own metadata, the fingerprint index).
+_FREE_MARGIN_BYTES = 64 << 10
+_HOST = "".join(c if c.isalnum() or c == "-" else "_" for c in socket.gethostname())[:40] or "host"
 
 # A file modified this recently may change again within the file system's timestamp granularity without its
 # mtime changing, so its fingerprint is not remembered (the "racy" case git also guards against).
@@ -351,16 +375,42 @@ class CaseCache:
         return self.folder / "cases" / key[:2] / f"{key}.npy"
 
     def read_entry(self, key: str) -> np.ndarray | None:
-        """The cached array of ``key``, or ``None`` if there is none (or it is damaged)."""
+        """The cached array of ``key``, or ``None`` if there is none, or it is damaged (its CRC does not match)."""
+        return self._read_checked(key)[0]
+
+    def _read_checked(self, key: str) -> tuple[np.ndarray | None, str]:
+        """``(array, "ok")``, ``(None, "missing")`` or ``(None, "damaged")`` (bad CRC, header or size)."""
         path = self.entry_path(key)
         try:
-            x = np.load(path, allow_pickle=False)
+            data = path.read_bytes()
         except FileNotFoundError:
-            return None
-        except (OSError, ValueError, EOFError):  # damaged: recompute and overwrite it
-            return None
+            return None, "missing"
+        except OSError:
+            return None, "damaged"
+        payload = _verified_payload(data)
+        if payload is None:
+            return None, "damaged"
+        try:
+            x = np.load(io.BytesIO(payload), allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            return None, "damaged"
         if x.dtype != np.float32 or x.ndim != 3:
-            return None
+            return None, "damaged"
+        return x, "ok"
+
+    def _checked_or_rebuilt(self, key: str, case, loader: CaseLoader) -> np.ndarray:
+        """The entry of ``key``; one that is missing or fails its CRC is loaded again and rewritten (with a
+        warning naming the case when it was damaged)."""
+        x, state = self._read_checked(key)
+        if x is not None:
+            return x
+        if state == "damaged":
+            warnings.warn(
+                f"Case cache entry {self.entry_path(key).name} of {case_label(case)} failed its checksum (changed or "
+                f"damaged on disk); it was rebuilt from the image files.", UserWarning, stacklevel=3,
+            )
+        x = loader(case)
+        self._write_entry(key, x)
         return x
 
     def _entry_shape(self, key: str) -> tuple[int, ...] | None:
@@ -377,23 +427,77 @@ class CaseCache:
                 if read_header is None:  # np.save writes 1.0 (2.0 for huge headers) for a float32 array
                     return None
                 shape, _, dtype = read_header(fh)
-                data_bytes = os.fstat(fh.fileno()).st_size - fh.tell()
+                data_bytes = os.fstat(fh.fileno()).st_size - fh.tell() - _TRAILER_BYTES
+                if data_bytes < 0:
+                    return None
+                fh.seek(data_bytes, os.SEEK_CUR)
+                trailer = fh.read(_TRAILER_BYTES)
         except (OSError, ValueError, EOFError):  # missing, unreadable or a damaged header
             return None
-        if dtype != np.float32 or len(shape) != 3:
+        if dtype != np.float32 or len(shape) != 3 or not trailer.startswith(_TRAILER_MAGIC):
             return None
         if data_bytes != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
-            return None  # truncated (or with bytes after the array): not an entry np.save wrote whole
+            return None  # truncated (or with bytes after the array): not an entry this cache wrote whole
         return tuple(int(v) for v in shape)
 
-    def _write_entry(self, key: str, x: np.ndarray) -> None:
+    def _write_entry(self, key: str, x: np.ndarray, *, remaining: int = 1) -> None:
+        """Write an entry (``.npy`` + CRC trailer) atomically; ``remaining``: entries still to write, for the
+        space estimate of a full disk's message."""
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(x, dtype="<f4"), allow_pickle=False)
+        payload = buffer.getvalue()
+        payload += _TRAILER_MAGIC + struct.pack("<I", zlib.crc32(payload))
+        self._check_free_space(len(payload), len(payload) * max(int(remaining), 1))
+        with self._atomic_file(self.entry_path(key)) as fh:
+            fh.write(payload)
+
+    def _check_free_space(self, needed: int, estimate: int) -> None:
+        """Refuse before writing ``needed`` bytes when the disk of the cache folder has no room for them."""
         try:
-            with atomic_path(self.entry_path(key)) as tmp, open(tmp, "wb") as fh:
-                np.save(fh, x, allow_pickle=False)
-        except OSError as exc:
-            raise _CacheWriteError(self._write_failure(exc)) from None
+            free = shutil.disk_usage(self.folder).free
+        except OSError:
+            return  # cannot tell: the write itself reports a full disk
+        if free < needed + _FREE_MARGIN_BYTES:
+            raise _CacheWriteError(self._no_space(max(needed, estimate) + _FREE_MARGIN_BYTES, free))
+
+    def _no_space(self, needed: int | None, free: int | None) -> str:
+        need = f"about {_size(needed)} free" if needed else "more free space"
+        have = f", the disk has {_size(free)}" if free is not None else ""
+        return (
+            f"Not enough free space for the case cache in {self.folder}: writing it needs {need}{have}. Free space "
+            f"on that disk, or give --out (or the cache folder) on a disk with room, and run again; nothing was "
+            f"half-written."
+        )
+
+    @contextlib.contextmanager
+    def _atomic_file(self, path: Path):
+        """An open temporary file beside ``path``, fsynced and renamed onto it on success, removed on failure.
+
+        The temporary is named ``.<name>.<host>.<pid>.<random>.tmp`` so a later fill can tell that its writer is
+        gone (:meth:`_clean_stale_temporaries`). A full disk or another write failure becomes one
+        :class:`_CacheWriteError` naming the folder.
+        """
+        tmp = path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "xb") as fh:
+                yield fh
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            if isinstance(exc, OSError):
+                raise _CacheWriteError(self._write_failure(exc)) from None
+            raise
 
     def _write_failure(self, exc: OSError) -> str:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            free = None
+            with contextlib.suppress(OSError):
+                free = shutil.disk_usage(self.folder).free
+            return self._no_space(None, free)
         return (
             f"Cannot write to the cache folder {self.folder}: {exc.strerror or exc}. Expected a folder you can write "
             f"to with free space; choose another cache folder, free space, or fix its permissions."
@@ -413,12 +517,13 @@ class CaseCache:
             ImageReadError, InputError: as :class:`CaseLoader` raises them (named with the case row).
         """
         key = self.key(case, loader)
-        x = self.read_entry(key)
+        x, state = self._read_checked(key)
         if x is not None:
             self.hits += 1
         else:
-            x = loader(case)
-            self._write_entry(key, x)
+            x = self._checked_or_rebuilt(key, case, loader) if state == "damaged" else loader(case)
+            if state != "damaged":
+                self._write_entry(key, x)
             self.misses += 1
         self._index.commit()
         return x
@@ -456,7 +561,7 @@ class CaseCache:
         problems: list[TLRadiologyError] = []
         try:
             with Progress(total, "reading and caching") as bar:
-                for _, case in _iter_cases(cases):
+                for position, case in _iter_cases(cases):
                     try:
                         key = self._key(case, loader, config)
                         shape = self._entry_shape(key)
@@ -464,7 +569,7 @@ class CaseCache:
                             self.hits += 1
                         else:
                             x = loader(case)
-                            self._write_entry(key, x)
+                            self._write_entry(key, x, remaining=total - position)
                             self.misses += 1
                             shape = x.shape
                     except _CacheWriteError:
@@ -482,49 +587,69 @@ class CaseCache:
         return keys, shapes
 
     # ------------------------------------------------------------------------------------------------ stacks
-    def _stack(self, keys: list[str], shape: tuple[int, ...]) -> np.ndarray:
+    def _stack(self, keys: list[str], shape: tuple[int, ...], cases=None, loader: CaseLoader | None = None
+               ) -> np.ndarray:
         """The entries of ``keys`` as one read-only memory-mapped ``N x H x W x C`` array (written once).
 
         Slicing it reads from the operating system's page cache, not from Python memory, so a small data set is
-        fast per epoch while memory does not grow with the number of cases.
+        fast per epoch while memory does not grow with the number of cases. The stack's CRC is checked each time
+        it is opened (one sequential read); a stack that fails it is rebuilt with a warning. Entries are checked
+        as they are copied in; with ``cases`` and ``loader`` a damaged one is rebuilt from its files.
+
+        The stack is written with plain writes after a free-space check, never through a writable memory map: a
+        disk that fills under a memory map kills the process with SIGBUS.
         """
         name = hashlib.sha256(
             (f"stack-format {CACHE_FORMAT_VERSION}\n" + "\n".join(keys)).encode("ascii")
         ).hexdigest()
         path = self.folder / "stacks" / f"{name}.npy"
         expected = (len(keys), *shape)
-        stack = self._open_stack(path, expected)
+        stack, state = self._open_stack(path, expected)
         if stack is not None:
             return stack
-        try:
-            with atomic_path(path) as tmp:
-                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=expected)
-                for i, key in enumerate(keys):
+        if state == "damaged":
+            warnings.warn(f"Case cache stack {path.name} failed its checksum (changed or damaged on disk); it was "
+                          "rebuilt from the cache entries.", UserWarning, stacklevel=3)
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")), "fortran_order": False, "shape": expected}
+        head = io.BytesIO()
+        np.lib.format.write_array_header_1_0(head, header)
+        head = head.getvalue()
+        needed = len(head) + int(np.prod(expected, dtype=np.int64)) * 4 + _TRAILER_BYTES
+        self._check_free_space(needed, needed)
+        rows = list(_iter_cases(cases)) if cases is not None and loader is not None else None
+        with self._atomic_file(path) as fh:
+            crc = zlib.crc32(head)
+            fh.write(head)
+            for i, key in enumerate(keys):
+                if rows is not None:
+                    x = self._checked_or_rebuilt(key, rows[i][1], loader)
+                else:
                     x = self.read_entry(key)
-                    if x is None or x.shape != tuple(shape):
-                        raise InputError(
-                            f"Cache entry {key} disappeared or changed while building a data set (is another "
-                            f"process clearing {self.folder}?). Run again."
-                        )
-                    out[i] = x
-                out.flush()
-                del out
-        except OSError as exc:
-            raise _CacheWriteError(self._write_failure(exc)) from None
-        stack = self._open_stack(path, expected)
+                if x is None or x.shape != tuple(shape):
+                    raise InputError(
+                        f"Cache entry {key} disappeared or changed while building a data set (is another "
+                        f"process clearing {self.folder}?). Run again."
+                    )
+                data = np.ascontiguousarray(x, dtype="<f4").tobytes()
+                crc = zlib.crc32(data, crc)
+                fh.write(data)
+            fh.write(_TRAILER_MAGIC + struct.pack("<I", crc))
+        stack, _ = self._open_stack(path, expected)
         if stack is None:  # pragma: no cover - just written
             raise InputError(f"Cannot read back {path}; check the disk and run again.")
         return stack
 
     @staticmethod
-    def _open_stack(path: Path, expected: tuple[int, ...]) -> np.ndarray | None:
+    def _open_stack(path: Path, expected: tuple[int, ...]) -> tuple[np.ndarray | None, str]:
         try:
             stack = np.load(path, mmap_mode="r", allow_pickle=False)
+        except FileNotFoundError:
+            return None, "missing"
         except (OSError, ValueError, EOFError):
-            return None
-        if stack.dtype != np.float32 or tuple(stack.shape) != expected:
-            return None
-        return stack
+            return None, "damaged"
+        if stack.dtype != np.float32 or tuple(stack.shape) != expected or not _file_crc_ok(path):
+            return None, "damaged"
+        return stack, "ok"
 
     # ------------------------------------------------------------------------------------------------ upkeep
     def size_bytes(self) -> int:
@@ -574,8 +699,66 @@ class CaseCache:
                     if name.startswith(".") and ".tmp" in name:
                         full = os.path.join(dirpath, name)
                         with contextlib.suppress(OSError):
-                            if os.stat(full).st_mtime < cutoff:
+                            if _writer_gone(name) or os.stat(full).st_mtime < cutoff:
                                 os.unlink(full)
+
+
+def _verified_payload(data: bytes) -> bytes | None:
+    """The ``.npy`` bytes of a file this cache wrote, or ``None`` when its trailer or CRC does not match."""
+    if len(data) < _TRAILER_BYTES or data[-_TRAILER_BYTES:-4] != _TRAILER_MAGIC:
+        return None
+    payload = data[:-_TRAILER_BYTES]
+    (crc,) = struct.unpack("<I", data[-4:])
+    return payload if zlib.crc32(payload) == crc else None
+
+
+def _file_crc_ok(path: Path, block: int = 16 << 20) -> bool:
+    """Whether a stack file's CRC trailer matches its bytes (read once, in 16 MiB blocks)."""
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size - _TRAILER_BYTES
+            if size < 0:
+                return False
+            crc, left = 0, size
+            while left > 0:
+                chunk = fh.read(min(block, left))
+                if not chunk:
+                    return False
+                crc = zlib.crc32(chunk, crc)
+                left -= len(chunk)
+            trailer = fh.read(_TRAILER_BYTES)
+    except OSError:
+        return False
+    return trailer[:-4] == _TRAILER_MAGIC and struct.unpack("<I", trailer[-4:])[0] == crc
+
+
+def _writer_gone(name: str) -> bool:
+    """Whether a temporary ``.<name>.<host>.<pid>.<random>.tmp`` was left by a process of this host that is gone."""
+    parts = name.split(".")
+    if len(parts) < 5 or parts[-1] != "tmp" or parts[-4] != _HOST:
+        return False
+    try:
+        pid = int(parts[-3])
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, owned by another user
+        return False
+    return False
+
+
+def _size(num_bytes: int | None) -> str:
+    value = float(num_bytes or 0)
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"  # pragma: no cover
 
 
 def _check_loader(loader) -> None:

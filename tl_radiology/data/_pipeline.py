@@ -230,11 +230,9 @@ def load_arrays(cases, loader: CaseLoader, cache: CaseCache | None = None, *, ta
         keys, shapes = cache._fill(cases, loader)
         shape = check_same_shape(cases, shapes)
         X = np.empty((len(keys), *shape), dtype=np.float32)
-        for i, key in enumerate(keys):
-            entry = cache.read_entry(key)
-            if entry is None:  # removed by another process since the fill: load it again
-                entry = cache.get_or_load(cases.iloc[i], loader)
-            X[i] = entry
+        for (i, case), key in zip(_iter_cases(cases), keys):
+            # checked against its CRC; one removed since the fill, or changed on disk, is loaded again (warned)
+            X[i] = cache._checked_or_rebuilt(key, case, loader)
     else:
         arrays, shapes = _load_uncached(cases, loader, "reading")
         shape = check_same_shape(cases, shapes)
@@ -346,10 +344,10 @@ def make_dataset(
         keys, shapes = cache._fill(cases, loader)
         shape = check_same_shape(cases, shapes)
         if len(keys) * int(np.prod(shape)) * 4 <= _MAX_STACK_BYTES:
-            stack = cache._stack(keys, shape)
+            stack = cache._stack(keys, shape, cases, loader)
             load_batch = _stack_reader(stack)
         else:
-            load_batch = _file_reader([str(cache.entry_path(k)) for k in keys], shape)
+            load_batch = _file_reader(cache, keys, cases, loader, shape)
     else:
         # The shape comes from the first case; a case of another shape fails when it is reached, named.
         shape = loader(cases.iloc[0]).shape
@@ -393,11 +391,15 @@ def _stack_reader(stack: np.ndarray):
     return load
 
 
-def _file_reader(paths: list[str], shape):
+def _file_reader(cache: CaseCache, keys: list[str], cases, loader: CaseLoader, shape):
+    # Each entry's CRC is checked as it is read (a few microseconds per case); a damaged one is rebuilt, warned.
     def load(index):
         out = np.empty((len(index), *shape), dtype=np.float32)
         for j, i in enumerate(np.asarray(index, dtype=np.int64)):
-            out[j] = np.load(paths[i], allow_pickle=False)
+            x = cache._checked_or_rebuilt(keys[i], cases.iloc[int(i)], loader)
+            if x.shape != tuple(shape):
+                check_same_shape([cases.iloc[0], cases.iloc[int(i)]], [shape, x.shape])
+            out[j] = x
         return out
 
     return load
