@@ -12,7 +12,9 @@ records it as ``interrupted``.
 
 External validation (:func:`evaluate_external`) applies the same frozen model and threshold to another site's
 manifest. The site's cases are sealed on first use in ``external/<SITE>/`` with their own ``test.lock`` and
-``audit.log`` and obey the same once-only rule.
+``audit.log`` and obey the same once-only rule. Before that, the site's images are compared with the run's by
+content (file and decoded-pixel hashes): a sealed test image is refused (exit status 3), a training or validation
+image too (exit status 2), and the refusal is recorded in the run's own ``audit.log``.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ from pathlib import Path
 import pandas as pd
 
 from .._version import __version__
-from .._atomic import append_line, atomic_directory, atomic_write_json, atomic_write_text
+from .._atomic import atomic_directory, atomic_write_json, atomic_write_text
 from .._errors import InputError, RunDirError, SealBrokenError
 from .._progress import status
 from ..data import Manifest, RunDir
+from ..data._seal_content import check_external_content
 from . import _runfiles as files
 from ._scoring import is_ordinal, key_metric_rows, prediction_table, score, threshold_values, write_plots
 
@@ -275,6 +278,7 @@ def _seal_external(site_run: RunDir, manifest: Manifest, *, site: str, run: RunD
     site's openings exactly as for the main test set.
     """
     from ..data._rundir import _seal_entries  # the seal's file-entry layout, shared with create_split
+    from ..data._seal import append_entry, audit_key, seal_fields
 
     table = manifest.cases.copy()
     table["split"] = "test"
@@ -283,13 +287,14 @@ def _seal_external(site_run: RunDir, manifest: Manifest, *, site: str, run: RunD
     info = run.info
     sealed_at = files.now()
     lock = {
-        "format": 1,
+        "format": 2,
         "sealed_at": sealed_at,
         "hash_algorithm": "sha256",
         "split_method": f"external validation site {site!r}: every case is a test case",
         "image_columns": list(manifest.image_columns),
         "num_test_cases": int(len(table)),
         "cases": _seal_entries(table, manifest.image_columns),
+        "audit": seal_fields(audit_key(site_run.path)),  # the site's audit.log is chained (and signed) too
     }
     split_info = {
         "format": 1,
@@ -314,11 +319,11 @@ def _seal_external(site_run: RunDir, manifest: Manifest, *, site: str, run: RunD
     atomic_write_text(site_run.splits_csv, table.to_csv(index=False, lineterminator="\n"))
     atomic_write_json(site_run.split_json, split_info)
     atomic_write_json(site_run.test_lock, lock)
-    append_line(site_run.audit_log, json.dumps({
+    append_entry(site_run.path, {
         "time": sealed_at, "event": "sealed", "num_cases": int(len(table)),
         "counts": split_info["counts"], "num_patients": int(table["patient"].nunique()),
         "test_lock_sha256": _sha256(site_run.test_lock), "split_method": lock["split_method"],
-        "external_site": site, "pid": os.getpid(), "user": _user()}))
+        "external_site": site, "pid": os.getpid(), "user": _user()})
 
 
 def _check_same_cases(site_run: RunDir, manifest: Manifest, site: str) -> None:
@@ -368,6 +373,9 @@ def evaluate_external(run_dir, manifest, *, name: str, reopen_reason: str | None
     Raises:
         InputError: a bad site name, a manifest without the run's columns or with unknown classes.
         RunDirError: the site was sealed before from other cases.
+        SealError: an external image has the bytes or decoded pixels of a sealed test image of the run (exit
+            status 3; recorded as ``external_refused`` in the run's audit.log, nothing sealed or opened).
+        LeakageError: an external image equals a training or validation image of the run (exit status 2).
         SealError, SealBrokenError: as for :func:`evaluate_run`.
 
     Example:
@@ -381,6 +389,8 @@ def evaluate_external(run_dir, manifest, *, name: str, reopen_reason: str | None
         trained = files.load_trained_model(run.path)
         _check_ready(trained, trained.task.task, list(trained.classes or []))
         external = _read_external_manifest(run, manifest, patient_column)
+        # By content, before the site is sealed or opened: sealed test images refused (exit 3), train/val ones too.
+        check_external_content(run, external, site=site)
         site_run = RunDir(run.path / files.EXTERNAL_DIR / site)
         if site_run.has_split():
             _check_same_cases(site_run, external, site)
@@ -394,6 +404,7 @@ def evaluate_external(run_dir, manifest, *, name: str, reopen_reason: str | None
             extra["external"]["note"] = (
                 f"{len(shared)} patient pseudonym(s) of this site also appear in the development run: either the "
                 "same patients (then this is not an independent external set) or ids that collide across sites.")
+        # Each evaluation of the site is recorded in external/<site>/audit.log (chained, like the run's own).
         return _evaluate_sealed(site_run, site_run.path, trained, model_run=run.path,
                                 purpose=f"external validation ({site})", kind="external_validation",
                                 reopen_reason=reopen_reason, n_bootstrap=n_bootstrap, seed=seed, site=site,

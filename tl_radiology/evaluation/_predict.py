@@ -15,10 +15,12 @@ import numpy as np
 import pandas as pd
 
 from .._atomic import atomic_write_text
-from .._errors import InputError, SealError
+from .._errors import InputError
 from .._progress import status
 from .._pseudonym import pseudonymize
 from ..data import RunDir, load_arrays, loader_from_config
+from ..data._seal import run_history
+from ..data._seal_content import refuse_sealed_content
 from . import _runfiles as files
 from ._scoring import prediction_table
 
@@ -108,23 +110,21 @@ def _file_cases(items: list[str], loader) -> tuple[pd.DataFrame, list[str]]:
     return cases, ["case_id", "input"]
 
 
-def _refuse_sealed_inputs(run: RunDir, cases: pd.DataFrame, loader) -> None:
-    """Refuse sealed test files of the run before its final evaluation (reading test.lock opens no image)."""
-    if not run.has_split():
-        return
+def _refuse_sealed_inputs(run: RunDir, cases: pd.DataFrame, loader, *, from_manifest: bool) -> None:
+    """Refuse sealed test images of the run before its final evaluation, by content (file and pixel hashes).
+
+    A copy of a test image elsewhere, or re-saved with another header, is the same image: compared with the hashes
+    in ``test.lock`` (no sealed file is opened for it). A run whose record was altered, or whose ``test.lock`` was
+    deleted, is refused (:meth:`RunDir.sealed_test`).
+    """
+    if not run.has_split() and not run_history(run.path):
+        return  # no split was ever sealed here
+    run.sealed_test()  # the record is intact (raises naming what changed otherwise)
     if any(e.get("event") == "evaluated" for e in files.events_since_seal(run.audit_events())):
         return
-    lock = files.read_json(run.test_lock)
-    sealed = {str(Path(f["path"]).resolve()) for entry in (lock.get("cases") or {}).values()
-              for f in entry.get("files", [])}
-    for column in loader.image_columns:
-        for value in cases[column]:
-            if value in sealed:
-                raise SealError(
-                    f"Input {value} is a sealed test file of {run.path}; predicting it before the final evaluation "
-                    f"would be an unrecorded look at the test set. Run `tl-radiology evaluate {run.path}` (once), "
-                    "or predict other images."
-                )
+    inputs = [(value, f"line {row}, column {column!r}" if from_manifest else "")
+              for column in loader.image_columns for value, row in zip(cases[column], cases["row"])]
+    refuse_sealed_content(run, inputs)
 
 
 def predict(run_dir, inputs, *, out_csv, patient_column: str = "patient_id", batch_size: int = 32) -> pd.DataFrame:
@@ -155,7 +155,9 @@ def predict(run_dir, inputs, *, out_csv, patient_column: str = "patient_id", bat
         InputError: inputs that do not exist, files given for a multi-column model, a manifest without the run's
             columns, images that load to another shape than the model takes, a model without a validation
             threshold (binary / multilabel).
-        SealError: an input is a sealed test file of the run and the final evaluation has not completed.
+        SealError: an input is a sealed test image of the run (same file bytes or decoded pixels, wherever it is)
+            and the final evaluation has not completed.
+        SealBrokenError: the run's seal record was altered or its test.lock deleted.
         RunDirError: no saved model, or a model file that changed since it was saved.
 
     Example:
@@ -179,7 +181,7 @@ def predict(run_dir, inputs, *, out_csv, patient_column: str = "patient_id", bat
         raise InputError("Give either one manifest CSV or image files / series folders, not both.")
     else:
         cases, keep = _file_cases(items, loader)
-    _refuse_sealed_inputs(run, cases, loader)
+    _refuse_sealed_inputs(run, cases, loader, from_manifest=len(items) == 1 and items[0].lower().endswith(".csv"))
     task, classes = trained.task.task, list(trained.classes or [])
     if task in ("binary", "multilabel") and not trained.threshold:
         raise InputError(
