@@ -293,7 +293,8 @@ def test_weights_option_errors_are_one_line_and_name_the_fix(tmp_path):
         resolve_weights("vgg16", model_file)
     with pytest.raises(InputError, match=r"Pretrained weights for vgg16 need 3 input channels; .*adapter='stem'"):
         build_backbone("vgg16", input_shape=(32, 32, 1), weights="imagenet")
-    assert weights_identity(None) == {"source": "none", "file": None, "sha256": None, "published_hash_ok": None}
+    assert weights_identity(None) == {"source": "none", "file": None, "sha256": None, "published_hash_ok": None,
+                                      "origin": None, "label": "random"}
 
 
 def test_identity_of_a_file_records_its_sha256(tmp_path):
@@ -302,8 +303,9 @@ def test_identity_of_a_file_records_its_sha256(tmp_path):
     import hashlib
 
     identity = weights_identity(str(path))
-    assert identity == {"source": "file", "file": str(path.resolve()),
-                        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "published_hash_ok": None}
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert identity == {"source": "file", "file": str(path.resolve()), "sha256": sha, "published_hash_ok": None,
+                        "origin": None, "label": f"file:{sha}"}
 
 
 def test_weights_status_reports_every_registered_backbone(empty_keras_cache):

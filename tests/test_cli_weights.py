@@ -62,7 +62,7 @@ def test_weights_status_import_and_status_again(tmp_path, capsys, empty_keras_ca
     assert main(["weights", "status", "vgg*"]) == 0
     out = capsys.readouterr().out
     assert f"Keras weights folder: {empty_keras_cache}" in out
-    assert "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5  no" in out and "2 of 2 missing" in out
+    assert "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5  Keras file  no" in out and "2 of 2 missing" in out
 
     source = _weights_file(tmp_path)
     assert main(["weights", "import", str(source), "--backbone", "vgg16"]) == 0
@@ -74,7 +74,8 @@ def test_weights_status_import_and_status_again(tmp_path, capsys, empty_keras_ca
 
     assert main(["weights", "status", "vgg16"]) == 0
     row = capsys.readouterr().out.splitlines()[-1].split()
-    assert row[:3] == ["vgg16", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", "yes"] and row[-1] == "differs"
+    assert row[:5] == ["vgg16", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", "Keras", "file", "yes"]
+    assert row[-1] == "differs"
     assert main(["backbones", "vgg16"]) == 0
     assert capsys.readouterr().out.splitlines()[-1].split()[-1] == "local"
 

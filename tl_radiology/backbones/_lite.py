@@ -48,6 +48,7 @@ _STEM_FILTERS = 32
 _HEAD_FILTERS = 1280
 _BN_EPSILON = 1e-3
 _DROP_CONNECT_RATE = 0.2
+_MIN_SIZE = 32
 
 
 def _round_filters(filters: int, width: float, divisor: int = 8) -> int:
@@ -110,6 +111,9 @@ def efficientnet_lite(variant: str, include_top: bool = False, weights=None, inp
         raise InputError("efficientnet_lite builds random weights only; load files with build_backbone(weights=...).")
     _, _, resolution, top_dropout = LITE_VARIANTS[variant]
     shape = tuple(input_shape) if input_shape is not None else (resolution, resolution, 3)
+    if len(shape) != 3 or min(shape[:2]) < _MIN_SIZE:
+        # As Keras' own EfficientNet: below 32 px the five stride-2 stages leave less than one pixel of context.
+        raise InputError(f"{variant} needs inputs of at least {_MIN_SIZE}x{_MIN_SIZE}x C; received {shape}.")
     inputs = keras.Input(shape=shape, name="input_layer")
     x = keras.layers.Conv2D(_STEM_FILTERS, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)
     x = _bn("stem_bn")(x)

@@ -181,9 +181,7 @@ def convert_state_dict_weights(backbone, state_dict_file, *, origin: str | None 
             "Import a Keras .h5 file instead."
         )
     source = Path(state_dict_file)
-    state = read_torch_state_dict(source)
-    model = spec.constructor(include_top=False, weights=None, input_shape=(spec.min_size, spec.min_size, 3))
-    spec.weights_converter(state, model, str(source))
+    model = _converted_model(spec, source)
     target = keras_cache_dir() / spec.weights_file
     target.parent.mkdir(parents=True, exist_ok=True)
     source_sha = _file_hashes(source)["sha256"]
@@ -214,6 +212,14 @@ def convert_state_dict_weights(backbone, state_dict_file, *, origin: str | None 
             "converted_by": f"tl_radiology {__version__}",
         })
     return target
+
+
+def _converted_model(spec: BackboneSpec, source: Path):
+    """A 3-channel build of the backbone holding the state dict's weights (read safely, every tensor checked)."""
+    state = read_torch_state_dict(source)
+    model = spec.constructor(include_top=False, weights=None, input_shape=(spec.min_size, spec.min_size, 3))
+    spec.weights_converter(state, model, str(source))
+    return model
 
 
 def _ensure_package_weights(spec: BackboneSpec) -> Path:
@@ -602,6 +608,7 @@ def _import_state_dict(spec: BackboneSpec, source: Path, *, overwrite: bool) -> 
         )
     if not source.is_file():
         raise InputError(f"Weights file {source} not found. Expected the path of an existing .pth file.")
+    _converted_model(spec, source)  # the file is checked before anything in place is looked at or replaced
     target = keras_cache_dir() / spec.weights_file
     source_sha = _file_hashes(source)["sha256"]
     provenance = _read_provenance(spec) or {}

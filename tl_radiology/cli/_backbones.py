@@ -47,7 +47,9 @@ def run(args) -> int:
             f"No backbone matches {args.pattern!r}. Expected a wildcard such as 'dense*'; run "
             "`tl-radiology backbones` to list them all."
         )
-    present = {row["backbone"]: row["present"] for row in weights_status(args.pattern, check_hash=False)}
+    rows_by_name = {row["backbone"]: row for row in weights_status(args.pattern, check_hash=False)}
+    present = {name: row["available"] for name, row in rows_by_name.items()}
+    packaged = {name for name, row in rows_by_name.items() if row["package"]}
     records = []
     for name in names:
         spec = get_backbone(name)
@@ -68,7 +70,7 @@ def run(args) -> int:
     rows = [
         [r["name"], f"{r['default_size']}x{r['default_size']}", f"{r['min_size']}x{r['min_size']}",
          r["feature_dim"], r["preprocess"], _groups(r["layer_groups"]),
-         "local" if r["imagenet_weights_local"] else "missing"]
+         ("installed" if r["name"] in packaged else "local") if r["imagenet_weights_local"] else "missing"]
         for r in records
     ]
     print(format_table(headers, rows))

@@ -9,9 +9,11 @@ def register(subparsers, common) -> None:
         parents=[common],
         help="check and import ImageNet weights files for offline use",
         description=(
-            "Nothing is downloaded: weights='imagenet' uses Keras' ImageNet file only if it is already in Keras' "
-            "cache folder. `status` shows which files are there; `import` checks a file against a backbone and "
-            "copies it there."
+            "Nothing is downloaded. EfficientNet-Lite0/1/2's ImageNet weights come with the toolkit (pip packages, "
+            "converted into Keras' cache folder on first use); for the other backbones weights='imagenet' uses "
+            "Keras' ImageNet file only if it is already in Keras' cache folder. `status` shows which files are "
+            "there and where they come from; `import` checks a file against a backbone and copies it there (a "
+            "PyTorch .pth state dict is converted, for EfficientNet-Lite)."
         ),
     )
     actions = parser.add_subparsers(dest="weights_command", metavar="ACTION", required=True)
@@ -28,7 +30,8 @@ def register(subparsers, common) -> None:
                     "is compared with Keras' published one and reported) and copy it atomically into Keras' "
                     "weights folder under the backbone's ImageNet file name.",
     )
-    importer.add_argument("file", metavar="FILE", help="the weights file (.h5 as Keras publishes, or .weights.h5)")
+    importer.add_argument("file", metavar="FILE", help="the weights file (.h5 as Keras publishes, .weights.h5, or "
+                                                       "an EfficientNet-Lite .pth state dict)")
     importer.add_argument("--backbone", required=True, help="the registered backbone the file belongs to")
     importer.add_argument("--overwrite", action="store_true", help="replace a different file already in place")
     importer.set_defaults(func=run_import)
@@ -60,15 +63,36 @@ def run_status(args) -> int:
     rows = weights_status(args.pattern)
     print(f"Keras weights folder: {keras_cache_dir()}")
     print(format_table(
-        ["backbone", "file", "present", "size", "published hash"],
-        [[r["backbone"], r["file"], "yes" if r["present"] else "no", _size(r["size"]),
-          _hash_text(r["hash_ok"], r["present"])] for r in rows],
+        ["backbone", "file", "source", "present", "size", "check"],
+        [[r["backbone"], r["file"], _source_text(r), _present_text(r), _size(r["size"]),
+          _check_text(r)] for r in rows],
     ))
-    missing = sum(not r["present"] for r in rows)
+    missing = sum(not r["available"] for r in rows)
     if missing:
         print(f"{missing} of {len(rows)} missing: import a file with "
               "`tl-radiology weights import FILE --backbone NAME`.")
     return 0
+
+
+def _source_text(row) -> str:
+    if row["source"].startswith("pip "):
+        return f"{row['source']} {row['package']}" if row["package"] else f"{row['source']} (not installed)"
+    return row["source"]
+
+
+def _present_text(row) -> str:
+    if row["present"]:
+        return "yes"
+    return "converts on first use" if row["available"] else "no"
+
+
+def _check_text(row) -> str:
+    if not row["present"]:
+        return "-"
+    if row["source"].startswith("pip "):
+        return {True: "converted from the package", False: "NOT the package's file", None: "no record"}[
+            row["hash_ok"]]
+    return _hash_text(row["hash_ok"], True)
 
 
 def run_import(args) -> int:
@@ -80,6 +104,9 @@ def run_import(args) -> int:
     verb = "already in place" if result["unchanged"] else ("replaced" if result["replaced"] else "imported")
     how = " (rewritten in Keras' published layout)" if result["converted"] else ""
     print(f"{verb}: {result['path']}{how}")
+    if result["converted"] and str(args.file).lower().endswith((".pth", ".pt")):
+        print(f"sha256 {result['sha256']}; weights label: {result['label']}")
+        return 0
     print(f"sha256 {result['sha256']}; Keras' published hash: "
           f"{_hash_text(result['published_hash_ok'], True)}")
     if result["published_hash_ok"] is False:
