@@ -14,14 +14,14 @@ from tl_radiology import Recipe
 
 RECIPE = Recipe(
     name="ct_multiwindow",
-    description="One CT slice through lung, mediastinum and bone windows as RGB, ResNet50 fine-tuned",
+    description="One CT slice through lung, mediastinum and bone windows as RGB, EfficientNet-Lite0 fine-tuned",
     image_columns=("image",),
     expect="gray",
     intensity="window",
     windows=("lung", "mediastinum", "bone"),
     input_size=224,
     mode="finetune",
-    backbone="resnet50",
+    backbone="efficientnet_lite0",
     weights="imagenet",
     adapter="replicate",
     dropout=0.2,

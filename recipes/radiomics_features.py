@@ -15,7 +15,7 @@ from tl_radiology import Recipe
 
 RECIPE = Recipe(
     name="radiomics_features",
-    description="Fixed features of ResNet50/DenseNet121/VGG16 + random forest, SVM or logistic regression",
+    description="Fixed features of EfficientNet-Lite0/1/2 + random forest, SVM or logistic regression",
     image_columns=("image",),
     expect="gray",
     intensity="percentile",
@@ -23,7 +23,7 @@ RECIPE = Recipe(
     input_size=224,
     resize_mode="pad",
     mode="features",
-    backbones=("resnet50", "densenet121", "vgg16"),
+    backbones=("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"),
     weights="imagenet",
     adapter="replicate",
     pooling="avg",

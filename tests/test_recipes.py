@@ -42,7 +42,7 @@ def test_the_seven_prebuilt_recipes_are_listed_and_load():
 
 def test_prebuilt_recipes_say_what_they_are():
     cxr = load_recipe("chest_xray")
-    assert (cxr.mode, cxr.backbone, cxr.expect, cxr.adapter, cxr.flip) == ("finetune", "densenet121", "gray",
+    assert (cxr.mode, cxr.backbone, cxr.expect, cxr.adapter, cxr.flip) == ("finetune", "efficientnet_lite0", "gray",
                                                                             "replicate", "none")
     liver = load_recipe("liver_lesion_triphasic_ct")
     assert liver.image_columns == ("native", "arterial", "delayed") and liver.adapter == "stem"
@@ -53,7 +53,7 @@ def test_prebuilt_recipes_say_what_they_are():
     assert features.mode == "features" and len(features.backbones) >= 2
     assert set(features.classifiers) == {"random_forest", "svm", "logistic_regression"}
     ensemble = load_recipe("ensemble")
-    assert ensemble.mode == "ensemble" and ensemble.backbones == ("resnet50", "inception_v3")
+    assert ensemble.mode == "ensemble" and ensemble.backbones == ("efficientnet_lite0", "efficientnet_lite2")
     assert ensemble.input_size >= 75  # InceptionV3's minimum
     retina = load_recipe("retina_grade")
     assert retina.task == "multiclass" and retina.ordinal and retina.expect == "rgb"
@@ -216,7 +216,7 @@ def test_recipes_command_lists_shows_and_exports(capsys):
     out = capsys.readouterr().out
     for name in PREBUILT:
         assert f"\n{name} " in out
-    assert "densenet121" in out and "resnet50+inception_v3" in out
+    assert "efficientnet_lite0" in out and "efficientnet_lite0+efficientnet_lite2" in out
     assert main(["recipes", "liver_lesion_triphasic_ct", "--set", "image_columns=native,arterial"]) == 0
     out = capsys.readouterr().out
     assert "image_columns            = native,arterial" in out and "[fine-tuning (FineTuneConfig)]" in out
@@ -262,9 +262,22 @@ def test_a_recipe_that_cannot_take_the_images_fails_before_anything_is_written(d
 
 def test_imagenet_weights_that_are_not_here_fail_before_anything_is_written(data, tmp_path, capsys):
     out = tmp_path / "run"
-    code = main(["run", "chest_xray", "--manifest", str(data["cxr_csv"]), "--out", str(out), "--set", "input_size=32"])
+    code = main(["run", "chest_xray", "--manifest", str(data["cxr_csv"]), "--out", str(out), "--set", "input_size=32",
+                 "--set", "backbone=densenet121"])
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert code == 2 and len(errors) == 1
     assert "ImageNet weights for densenet121 are not available offline" in errors[0]
     assert "tl-radiology weights import" in errors[0] and "--set weights=none" in errors[0]
     assert not out.exists()  # no trial was tried, nothing was split
+
+
+def test_every_missing_weights_file_is_named_at_once(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["run", "ensemble", "--manifest", str(data["cxr_csv"]), "--out", str(out), "--set", "input_size=75",
+                 "--set", "backbones=resnet50,inception_v3"])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1
+    assert "2 starting-weights files are not available offline" in errors[0]
+    assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 (resnet50)" in errors[0]
+    assert "inception_v3" in errors[0] and "tl-radiology weights import" in errors[0]
+    assert not out.exists()

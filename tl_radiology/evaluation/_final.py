@@ -35,6 +35,7 @@ from .._progress import status
 from ..data import Manifest, RunDir
 from ..data._seal_content import check_external_content
 from . import _runfiles as files
+from ._baseline import compare_with_baseline
 from ._scoring import is_ordinal, key_metric_rows, prediction_table, score, threshold_values, write_plots
 
 __all__ = ["evaluate_run", "evaluate_external"]
@@ -140,6 +141,8 @@ def _evaluate_sealed(seal_run: RunDir, out_dir: Path, trained, *, model_run: Pat
         "counts": {"cases": int(len(cases)), "patients": int(cases["patient"].nunique()),
                    "per_class": _class_counts(task, classes, cases["label"])},
         "key_metrics": {name: summary for name, summary in key_metric_rows(result)},
+        "baseline": compare_with_baseline(task, classes, cases["label"], result,
+                                          what=f"external site {site}" if site else "test set"),
         "metrics": result,
         "model": _provenance(model_run, trained),
         "seal": {

@@ -60,7 +60,7 @@ border:2px solid #3b78c2}.banner.evaluated{background:#e9f7ec;border:2px solid #
 .na{color:#777;font-style:italic}figure{display:inline-block;margin:.5em;vertical-align:top;max-width:520px}
 figure.wide{max-width:100%}figure img{max-width:100%;border:1px solid #ddd}figcaption{font-size:.85em;color:#444}
 .gallery figure{max-width:300px}pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:.85em}
-nav ol{columns:2}small{color:#666}
+nav ol{columns:2}small{color:#666}p.warning{background:#fdecea;border:2px solid #c0392b;padding:.5em .8em;color:#7b1d13}
 """
 
 
@@ -313,11 +313,16 @@ def _weights_text(weights) -> str:
     if source == "none":
         return "random initialisation (no pretrained weights)"
     text = f"{source}: {Path(str(weights.get('file'))).name if weights.get('file') else 'n/a'}"
+    if weights.get("label"):
+        text = f"{weights['label']} -- " + text
+    if weights.get("origin"):
+        text += f" (from {weights['origin']})"
     if weights.get("sha256"):
         text += f", sha256 {weights['sha256']}"
     if weights.get("published_hash_ok") is not None:
-        text += ", matches Keras' published hash" if weights["published_hash_ok"] else \
-            ", DOES NOT match Keras' published hash"
+        what = "the file converted from that package" if str(weights.get("label", "")).endswith(" package") or \
+            weights.get("origin", "").endswith("-pytorch-model") else "Keras' published hash"
+        text += f", matches {what}" if weights["published_hash_ok"] else f", DOES NOT match {what}"
     return text
 
 
@@ -390,6 +395,7 @@ def _section_validation(b: _Builder) -> str:
     counts = record.get("counts") or {}
     parts.append(f"<p>{_esc(counts.get('cases'))} validation cases of {_esc(counts.get('patients'))} patients.</p>")
     parts.append(_metrics_table(record.get("metrics") or {}, prefix="val_", classes=record.get("classes")))
+    parts.append(_baseline_block(record.get("baseline")))
     for note in record.get("notes") or []:
         parts.append(f"<p><small>{_esc(note)}</small></p>")
     parts.append(b.plots(b.run.path, record.get("plots") or {}, "val", "validation"))
@@ -457,7 +463,7 @@ def _section_final(b: _Builder, final: dict | None, state: tuple[str, str]) -> s
                    "no completed final evaluation (see the status above)")
     model = final.get("model") or {}
     seal = final.get("seal") or {}
-    parts = [_result_block(b, b.run.path, final, "test_", "test set")]
+    parts = [_baseline_block(final.get("baseline")), _result_block(b, b.run.path, final, "test_", "test set")]
     parts.append(_table(("provenance", "value"), [
         ("model.json sha256", model.get("model_json_sha256")),
         ("starting weights", _weights_text(model.get("weights"))),
@@ -465,6 +471,21 @@ def _section_final(b: _Builder, final: dict | None, state: tuple[str, str]) -> s
         ("seal verified", seal.get("verified")),
         ("opening id", seal.get("opening_id")),
     ]))
+    return "\n".join(parts)
+
+
+def _baseline_block(baseline) -> str:
+    """The comparison with always answering the majority class, and a warning when the model does not beat it."""
+    if not isinstance(baseline, dict):
+        return ""
+    parts = []
+    if baseline.get("warning"):
+        parts.append(f'<p class="warning"><strong>WARNING:</strong> {_esc(baseline["warning"])}</p>')
+    if baseline.get("majority_accuracy") is not None:
+        parts.append(
+            f"<p><small>Prevalence-only baseline: always answering \"{_esc(baseline.get('majority_class'))}\" is "
+            f"right for {baseline['majority_accuracy']:.3f} of these cases; chance is an AUC of 0.5.</small></p>"
+        )
     return "\n".join(parts)
 
 

@@ -13,6 +13,7 @@ from .._errors import InputError
 from .._progress import status
 from ..data import RunDir, load_arrays, loader_from_config
 from . import _runfiles as files
+from ._baseline import compare_with_baseline
 from ._scoring import as_targets, choose_thresholds, is_ordinal, prediction_table, score, write_plots
 
 __all__ = ["finalize_on_validation"]
@@ -106,6 +107,7 @@ def finalize_on_validation(run_dir, trained_model, *, loader=None, cache=None, t
             "threshold_method": threshold_method if record is not None else None,
             "counts": {"cases": int(len(cases)), "patients": int(cases["patient"].nunique())},
             "metrics": result,
+            "baseline": compare_with_baseline(task, classes, cases["label"], result, what="validation"),
             "predictions": files.VAL_PREDICTIONS,
             "plots": {name: f"{files.VALIDATION_DIR}/{file}" for name, file in plots.items()},
             "notes": notes,
