@@ -33,6 +33,9 @@ def register(subparsers, common) -> None:
     p.add_argument("--seed", default="0", metavar="N", help="which cases are sampled (default 0)")
     p.add_argument("--layer", default=None, metavar="NAME",
                    help="a layer to use instead of the backbone's registered last convolutional layer")
+    p.add_argument("--recipe", default=None, metavar="FILE",
+                   help="the recipe .py file the run was started with, when it registers its own backbone "
+                        "(default: the file the run recorded, if any)")
     p.set_defaults(func=run)
 
 
@@ -40,12 +43,14 @@ def run(args) -> int:
     """Run ``explain`` with parsed arguments; returns the exit status."""
     from tl_radiology._errors import InputError
     from tl_radiology.evaluation import explain_run
+    from tl_radiology.evaluation._gradcam import load_run_recipe_file
 
     try:
         num, seed = int(args.num), int(args.seed)
     except ValueError:
         raise InputError(f"--num and --seed must be integers; received --num {args.num!r} --seed {args.seed!r}.") \
             from None
+    load_run_recipe_file(args.run_dir, args.recipe)  # its backbones, registered as `run` had them
     folder = explain_run(args.run_dir, split=args.split, num=num, seed=seed, layer=args.layer)
     print(f"Grad-CAM overlays: {folder} (index.json lists the cases)")
     return 0

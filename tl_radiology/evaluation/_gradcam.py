@@ -30,7 +30,12 @@ import numpy as np
 
 from .._errors import InputError
 
-__all__ = ["grad_cam", "class_activation_map", "overlay", "explain_target"]
+__all__ = ["grad_cam", "class_activation_map", "overlay", "explain_target", "record_recipe_file",
+           "load_run_recipe_file", "RECIPE_FILE_RECORD"]
+
+#: In a run directory: the user's recipe file the run was started with (absolute path and sha256), so commands
+#: run later (``explain``) can import it and know the backbones it registers, as ``run`` did.
+RECIPE_FILE_RECORD = "recipe_file.json"
 
 # One analysed graph per (model, target layer); building it re-runs the whole graph, which costs seconds for
 # large backbones, and `explain` asks for many images of one model.
@@ -127,9 +132,83 @@ def explain_target(model, *, layer: str | None = None, backbone: str | None = No
             f"Cannot tell which backbone model {keras_model.name!r} uses (it was not built in this process). Pass "
             "backbone='<registry name>' (model.json's 'backbone') or layer='<layer name>' to grad_cam."
         )
+    from .._errors import OptionError
     from ..backbones import get_backbone
 
-    return get_backbone(name).find_last_conv_layer(base).name
+    try:
+        spec = get_backbone(name)
+    except OptionError:
+        raise InputError(
+            f"Backbone {name!r} of model {keras_model.name!r} is not registered in this process: it was registered "
+            f"by the recipe file the run was started with. Give that file (tl-radiology explain RUN_DIR --recipe "
+            f"FILE.py; in Python, load_recipe('FILE.py') first), or name the layer to explain with --layer NAME."
+        ) from None
+    return spec.find_last_conv_layer(base).name
+
+
+def record_recipe_file(run_dir, recipe):
+    """Remember in ``RUN_DIR/recipe_file.json`` the user's recipe file a run was started with (no-op otherwise).
+
+    A recipe file may register backbones of its own (``register_backbone``) before defining ``RECIPE``; a later
+    command in another process (``explain``) imports it again with :func:`load_run_recipe_file` to know them.
+
+    Args:
+        run_dir: the run directory.
+        recipe: what the run was given: a ``.py`` recipe file is recorded; a prebuilt name, a ``recipe.json``
+            or a :class:`~tl_radiology.Recipe` are not (they register nothing).
+
+    Returns:
+        The record's path, or ``None`` when nothing was recorded.
+    """
+    from pathlib import Path
+
+    from .._atomic import atomic_write_json
+    from ..data._hashing import sha256_file
+
+    if not isinstance(recipe, (str, Path)):
+        return None
+    path = Path(recipe).expanduser()
+    if path.suffix != ".py" or not path.is_file():
+        return None
+    path = path.resolve()
+    return atomic_write_json(Path(run_dir) / RECIPE_FILE_RECORD, {"path": str(path), "sha256": sha256_file(path)})
+
+
+def load_run_recipe_file(run_dir, recipe_file=None):
+    """Import the recipe file of a run (given, or recorded by :func:`record_recipe_file`), registering its backbones.
+
+    Args:
+        run_dir: the run directory.
+        recipe_file: a ``.py`` recipe file to import instead of the recorded one (``explain --recipe``).
+
+    Returns:
+        The file imported, or ``None`` when none was given or recorded, or the recorded one is gone (then a
+        backbone it registered is reported, with the fix, when it is needed).
+
+    Raises:
+        InputError: the given file does not exist or cannot be run; a recorded one that fails to run.
+    """
+    import json
+    from pathlib import Path
+
+    from .._recipe import load_recipe
+
+    if recipe_file is not None:
+        path = Path(recipe_file).expanduser()
+        if path.suffix != ".py":
+            raise InputError(f"--recipe {recipe_file}: expected the .py recipe file the run was started with "
+                             "(the one that registers its backbone).")
+        load_recipe(path)
+        return path
+    record = Path(run_dir) / RECIPE_FILE_RECORD
+    try:
+        recorded = Path(json.loads(record.read_text(encoding="utf-8"))["path"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not recorded.is_file():
+        return None
+    load_recipe(recorded)
+    return recorded
 
 
 def _nested_backbone(keras_model):
