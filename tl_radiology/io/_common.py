@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import operator
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,13 @@ from .._options import look_up_option
 from .._pseudonym import pseudonymize
 
 EXPECT_KINDS = ("gray", "rgb", "any")
+
+# The decoders' own warnings (pydicom on odd headers, PIL/imageio/tifffile on odd files) would add raw lines to
+# stderr between a command's progress and its one-line result. What matters in them is checked by the readers and
+# reported as errors naming the file (pixel data length, frames, colour, truncation), so they are not shown. A
+# filter by the warning's module rather than catch_warnings(): readers run in tf.data threads, and
+# catch_warnings is not thread-safe. Warnings that other libraries or the user's code raise are untouched.
+warnings.filterwarnings("ignore", module=r"(pydicom|PIL|imageio|tifffile)(\.|$)")
 
 # Keys every reader puts in ``meta`` (None where a file has no such information), so consumers can index them.
 BASE_META_KEYS = (

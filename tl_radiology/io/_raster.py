@@ -113,6 +113,10 @@ def read_raster(path, *, expect: str = "any", frame: int | None = None, single_f
     expect = check_expect(expect)
     frame = check_frame(frame)
     path = require_file(path, "a PNG, JPEG or TIFF image")
+    if path.stat().st_size == 0:
+        # imageio's own message for an empty file suggests installing plugins, which would not help.
+        raise ImageReadError(f"{path} is empty (0 bytes); expected a PNG, JPEG or TIFF image. Copy or export it "
+                             f"again from its source.")
     try:
         array = skimage.io.imread(path)
     except Exception as exc:  # imageio/pillow/tifffile raise OSError, ValueError, SyntaxError...

@@ -24,6 +24,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -459,11 +460,22 @@ class TrainedModel:
             from . import _optim  # noqa: F401
 
             model_path = _verified(run_dir, KERAS_FILE, artefacts)
+            if not zipfile.is_zipfile(model_path):
+                # A .keras file is a zip archive; anything else (a pickle renamed model.keras, with its hash
+                # rewritten in model.json) ended as "unexpected ValueError" (exit 1). Nothing is loaded from it.
+                raise RunDirError(
+                    f"Refusing to load {model_path}: it is not a Keras model archive (a .keras file is a zip; this "
+                    "one is not, e.g. a pickle saved under that name). Use a run directory whose model you trained, "
+                    "or train it again with tl-radiology run."
+                )
             try:
                 model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
             except ValueError as exc:
                 if "safe_mode" not in str(exc):
-                    raise
+                    raise RunDirError(
+                        f"Cannot load {model_path}: {' '.join(str(exc).split())[:300]}. Expected a Keras model saved "
+                        "by tl_radiology's training; train it again with tl-radiology run."
+                    ) from None
                 # Keras' own message suggests safe_mode=False, which is what must not happen to a file one did
                 # not make; say which file and why, as for a changed hash.
                 raise RunDirError(
