@@ -7,7 +7,7 @@ What is checked (:func:`check_record`), before the sealed test set is opened, re
   ``prev_sha256``, the sha256 of the previous line as written. A line removed, inserted or edited in the middle
   breaks the chain at the next entry.
 * **The head.** ``audit.head`` holds the number of entries and the sha256 of the last one, rewritten after every
-  append. Lines removed from the end (the ``opened`` / ``evaluated`` entries of a completed evaluation), an emptied
+  append except a refusal's (``refused``, ``seal_broken``, ``external_refused``: nothing was opened). Lines removed from the end (the ``opened`` / ``evaluated`` entries of a completed evaluation), an emptied
   or deleted ``audit.log`` are found by comparing the log with it.
 * **The lock.** The ``sealed`` / ``resealed`` entry records the sha256 of ``test.lock`` as written at sealing; a
   ``test.lock`` rewritten afterwards (a replaced test image with its hash updated) no longer matches.
@@ -64,6 +64,11 @@ SIGNATURE = "hmac-sha256"
 _HISTORY = ("audit.log", AUDIT_HEAD, "model.json", "model.keras", "classifier.joblib", "history.csv",
             "val_predictions.csv", "val_metrics.json", "search_summary.json", "final_test.json", "final",
             "final_history", "external", "search", "explain", "report", "cache")
+
+
+# Refusals leave the head as it was: nothing was opened, and a refused command changes no file but audit.log. They
+# are chained (and signed), so they cannot be edited or forged; only the last ones can be removed unnoticed.
+_UNHEADED = frozenset({"refused", "seal_broken", "external_refused"})
 
 
 class AuditKeyError(InputError):
@@ -159,6 +164,8 @@ def append_entry(run_path, record: dict) -> dict:
     if key is not None:
         text = text[:-1] + f', "hmac": "{_sign(key, text)}"}}'
     append_line(log, text)
+    if record.get("event") in _UNHEADED:
+        return record
     head = {"entries": len(lines) + 1, "last_sha256": _sha(text)}
     if key is not None:
         head["hmac"] = _sign(key, json.dumps(head, sort_keys=True))
