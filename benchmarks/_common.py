@@ -221,14 +221,38 @@ def table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+def command_line() -> str:
+    """The command that produced a result, as typed from the repository root (``python benchmarks/...``)."""
+    script = Path(sys.argv[0]).resolve()
+    try:
+        script = script.relative_to(REPO)
+    except ValueError:
+        pass
+    return " ".join(["python", str(script), *sys.argv[1:]])
+
+
+def portable(text: str, work: Path | None = None) -> str:
+    """``text`` with this machine's paths made relative: the repository root becomes ``.``, the work folder
+    ``$TLR_BENCH_WORK`` and the shared data folder ``../shared/data``, so a result file names no machine path."""
+    replacements = [(str(SHARED_DATA.resolve()), "../shared/data")]
+    if work is not None:
+        replacements.append((str(Path(work).expanduser().resolve()), "$TLR_BENCH_WORK"))
+    replacements.append((str(REPO.resolve()) + "/", ""))
+    replacements.append((str(REPO.resolve()), "."))
+    for old, new in replacements:
+        text = text.replace(old, new)
+    return text
+
+
 def write_results(args, name: str, payload: dict, load_before: list[float]) -> Path:
-    payload = {"benchmark": name, "smoke": bool(args.smoke), "rounds": args.rounds,
+    payload = {"benchmark": name, "command": command_line(), "smoke": bool(args.smoke), "rounds": args.rounds,
+               "work_folder": "$TLR_BENCH_WORK (--work; default ~/.cache/tl_radiology_bench)",
                "machine": {**machine_info(), "load_average_before": load_before, "load_average_after": load_average()},
                **payload}
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
+    tmp.write_text(portable(json.dumps(payload, indent=2, default=_json_default), getattr(args, "work", None)) + "\n")
     os.replace(tmp, path)
     print(f"\nresults: {path}")
     return path
