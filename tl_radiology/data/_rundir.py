@@ -192,6 +192,9 @@ class RunDir:
                 ``duplicates="error"``.
             RunDirError: a different split is already sealed here and ``force`` is not set.
             RunDirBusyError: another command is writing to this run directory.
+            SealError: no ``test.lock`` but the folder shows an earlier seal (``audit.log``, a model, results, a
+                different ``splits.csv``): the lock was deleted; refused even with ``force`` (exit status 3).
+            SealBrokenError: the seal record (``audit.log`` chain and head, ``test.lock``'s hash) was altered.
 
         Example:
             >>> RunDir("runs/a").create_split(manifest, seed=1).summary  # doctest: +SKIP
@@ -608,7 +611,9 @@ def _seal_entries(test_rows: pd.DataFrame, image_columns, pixel_digests=None) ->
 
 def _same_seal(old_cases, new_cases) -> bool:
     """Whether two seals hold the same cases, labels and file hashes (pixel hashes, added later, are ignored)."""
-    strip = lambda cases: {k: {f: v for f, v in e.items() if f != "pixels"} for k, e in (cases or {}).items()}  # noqa: E731
+    def strip(cases):
+        return {k: {f: v for f, v in e.items() if f != "pixels"} for k, e in (cases or {}).items()}
+
     return strip(old_cases) == strip(new_cases)
 
 
