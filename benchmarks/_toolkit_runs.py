@@ -50,13 +50,14 @@ def use_committed_code(work: Path) -> dict:
     work = Path(work).expanduser()
     if os.environ.get(CODE_ENV):
         return json.loads(os.environ[CODE_ENV])
-    commit = _git("rev-parse", "HEAD").strip()
+    # TLR_BENCH_COMMIT pins another commit (e.g. when HEAD's package is broken midway through someone's change)
+    commit = _git("rev-parse", os.environ.get("TLR_BENCH_COMMIT", "HEAD") + "^{commit}").strip()
     dirty = [line[3:] for line in _git("status", "--porcelain", "--", *PACKAGE_PATHS).splitlines() if line.strip()]
     # Export even when the tree is clean now: another engineer may edit it while the run goes on, and the child
     # processes import the package afresh.
     target = work / "code" / commit[:12]
     if not (target / "tl_radiology" / "__init__.py").is_file():
-        tmp = target.with_name(target.name + ".tmp")
+        tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")  # one per process: parallel runs may export
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         data = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", commit, "tl_radiology", "recipes"],
@@ -64,8 +65,10 @@ def use_committed_code(work: Path) -> dict:
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             tar.extractall(tmp, filter="data")
         (tmp / "recipes").rename(tmp / "tl_radiology" / "recipes")
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process finished the same export first
+            shutil.rmtree(tmp, ignore_errors=True)
     info = {"commit": commit[:12], "source": f"clean export of the commit in {target} (the shared working tree had "
                                              f"uncommitted changes in {len(dirty)} package file(s) at start, not used)",
             "uncommitted_files_not_used": dirty}
