@@ -1,4 +1,4 @@
-"""AutoKeras 3 configuration of bench_accuracy (run with /work/venv-bench/bin/python; see benchmarks/README.md).
+"""AutoKeras 3 configuration of bench_accuracy (run with .venv-bench/bin/python; see benchmarks/README.md).
 
 One process per data set:
 

@@ -135,7 +135,7 @@ def machine_info() -> dict:
 def warn_if_busy(limit: float = 0.5) -> list[float]:
     load = load_average()
     if load[0] > limit:
-        print(f"note: 1-minute load average {load[0]} > {limit}: other work shares the CPU; ratios are still "
+        print(f"note: 1-minute load average {load[0]} > {limit}: other load shares the CPU; ratios are still "
               "comparable (both sides alternate), absolute times are not.", file=sys.stderr)
     return load
 
@@ -170,7 +170,7 @@ def alternate(sides: dict, rounds: int, *, warmup: bool = True) -> dict[str, lis
 def alternate_wall_cpu(sides: dict, rounds: int, *, warmup: bool = True) -> tuple[dict, dict]:
     """As :func:`alternate`, also recording the process's CPU time (all threads) of each call.
 
-    On a shared machine CPU time is far steadier than wall time for compute-bound work (waiting for a core does
+    On a busy machine CPU time is far steadier than wall time for compute-bound work (waiting for a core does
     not count), while wall time also shows stalls (waiting for data). Returns ``(wall, cpu)``, each
     ``{name: [seconds per round]}``.
     """

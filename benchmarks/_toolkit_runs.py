@@ -2,8 +2,8 @@
 
 Not part of the package. What they share:
 
-- **Committed code only.** The repository is a shared working tree: other engineers edit the package while these
-  long runs go on. :func:`use_committed_code` re-executes the script on a clean export of ``HEAD``'s
+- **Committed code only.** The package may be edited (or checked out) in the working tree while these long runs
+  go on. :func:`use_committed_code` re-executes the script on a clean export of ``HEAD``'s
   ``tl_radiology/`` and ``recipes/`` (under the work folder, put first on ``PYTHONPATH``), always, so a
   recorded result belongs to the commit it names and a half-finished edit cannot break a run midway. Every child
   process (``tl-radiology ...``, the AutoKeras child) inherits it.
@@ -42,7 +42,7 @@ def _git(*args) -> str:
 def use_committed_code(work: Path) -> dict:
     """Make sure this process runs on committed package code; returns a description for the result file.
 
-    Always (the shared tree may change during a run, even if clean at its start) export ``HEAD``'s versions into
+    Always (the working tree may change during a run, even if clean at its start) export ``HEAD``'s versions into
     ``work/code/<commit>/`` (``recipes`` placed inside the package, where the editable install maps it) and
     re-execute this script with that folder first on ``PYTHONPATH``. Call it before anything imports
     ``tl_radiology``.
@@ -53,7 +53,7 @@ def use_committed_code(work: Path) -> dict:
     # TLR_BENCH_COMMIT pins another commit (e.g. when HEAD's package is broken midway through someone's change)
     commit = _git("rev-parse", os.environ.get("TLR_BENCH_COMMIT", "HEAD") + "^{commit}").strip()
     dirty = [line[3:] for line in _git("status", "--porcelain", "--", *PACKAGE_PATHS).splitlines() if line.strip()]
-    # Export even when the tree is clean now: another engineer may edit it while the run goes on, and the child
+    # Export even when the tree is clean now: the package may be edited while the run goes on, and the child
     # processes import the package afresh.
     target = work / "code" / commit[:12]
     if not (target / "tl_radiology" / "__init__.py").is_file():
@@ -69,7 +69,7 @@ def use_committed_code(work: Path) -> dict:
             tmp.rename(target)
         except OSError:  # another process finished the same export first
             shutil.rmtree(tmp, ignore_errors=True)
-    info = {"commit": commit[:12], "source": f"clean export of the commit in {target} (the shared working tree had "
+    info = {"commit": commit[:12], "source": f"clean export of the commit in {target} (the working tree had "
                                              f"uncommitted changes in {len(dirty)} package file(s) at start, not used)",
             "uncommitted_files_not_used": dirty}
     env = dict(os.environ)

@@ -22,8 +22,8 @@ toolkit's triphasic CT phantoms (3 DICOM files per case -> windowed, resized, st
 
 Usage::
 
-    /work/venv/bin/python benchmarks/bench_extraction.py            # recorded run (about 10-15 min on 2 cores)
-    /work/venv/bin/python benchmarks/bench_extraction.py --smoke    # a few seconds per configuration
+    python benchmarks/bench_extraction.py            # recorded run (about 10-15 min on 2 cores)
+    python benchmarks/bench_extraction.py --smoke    # a few seconds per configuration
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def run_config(args, source, backbone, size, count) -> dict:
         "images_per_s": {"plain": count / t_plain, "features": count / t_feat, "dataset": count / t_ds},
         "ratio_features": t_plain / t_feat,
         "ratio_dataset": t_plain / t_ds,
-        # Other processes only ever add time, so the fastest round is the least disturbed one on a shared machine.
+        # Other processes only ever add time, so the fastest round is the least disturbed one on a busy machine.
         "ratio_features_best": min(times["plain"]) / min(times["features"]),
         "ratio_dataset_best": min(times["plain"]) / min(times["dataset"]),
         # CPU time of the process (all threads): steadier than wall time when other processes share the cores.

@@ -17,8 +17,8 @@ Reported: the speed-up naive / search, and each search's cost in units of one ex
 
 Usage::
 
-    /work/venv/bin/python benchmarks/bench_feature_search.py          # recorded run (about 5 min on 2 cores)
-    /work/venv/bin/python benchmarks/bench_feature_search.py --smoke
+    python benchmarks/bench_feature_search.py          # recorded run (about 5 min on 2 cores)
+    python benchmarks/bench_feature_search.py --smoke
 """
 
 from __future__ import annotations

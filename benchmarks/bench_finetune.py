@@ -17,8 +17,8 @@ recorded too. The ratio is toolkit throughput / plain throughput (target >= 0.9)
 
 Usage::
 
-    /work/venv/bin/python benchmarks/bench_finetune.py             # recorded run (about 5 min on 2 cores)
-    /work/venv/bin/python benchmarks/bench_finetune.py --smoke
+    python benchmarks/bench_finetune.py             # recorded run (about 5 min on 2 cores)
+    python benchmarks/bench_finetune.py --smoke
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ what XLA (``jit_compile=True``) and bfloat16 mixed precision change, for inferen
 
 Usage::
 
-    /work/venv/bin/python benchmarks/bench_flops.py            # recorded run (about 15 min on 2 cores)
-    /work/venv/bin/python benchmarks/bench_flops.py --smoke
+    python benchmarks/bench_flops.py            # recorded run (about 15 min on 2 cores)
+    python benchmarks/bench_flops.py --smoke
 """
 
 from __future__ import annotations

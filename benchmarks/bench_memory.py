@@ -20,8 +20,8 @@ The cache's disk footprint per case is reported from ``CaseCache.size_bytes()`` 
 
 Usage::
 
-    /work/venv/bin/python benchmarks/bench_memory.py           # recorded run (writes 20,000 phantoms once: ~3-5 min)
-    /work/venv/bin/python benchmarks/bench_memory.py --smoke   # 200 vs 2,000 cases
+    python benchmarks/bench_memory.py           # recorded run (writes 20,000 phantoms once: ~3-5 min)
+    python benchmarks/bench_memory.py --smoke   # 200 vs 2,000 cases
 """
 
 from __future__ import annotations

