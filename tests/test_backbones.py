@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from tl_radiology._errors import InputError, OptionError, WeightsNotAvailableError
+from tl_radiology import InputError, OptionError, WeightsNotAvailableError
 from tl_radiology.backbones import (
     PREPROCESS_MODES,
     BackboneSpec,

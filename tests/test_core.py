@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from tl_radiology import _atomic
-from tl_radiology._errors import OptionError, RunDirBusyError, RunDirError
+from tl_radiology import OptionError, RunDirBusyError, RunDirError
 from tl_radiology._options import look_up_option
 from tl_radiology._pseudonym import pseudonymize
 from tl_radiology.cli import main

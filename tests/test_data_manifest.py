@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tl_radiology._errors import InputError, ManifestError, OptionError
+from tl_radiology import InputError, ManifestError, OptionError
 from tl_radiology._pseudonym import pseudonymize
 from tl_radiology.data import Manifest
 

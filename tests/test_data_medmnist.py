@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tl_radiology._errors import InputError, LeakageError
+from tl_radiology import InputError, LeakageError
 from tl_radiology.cli import main
 from tl_radiology.data import Manifest, check_leakage, import_medmnist
 from tl_radiology.data._medmnist import encode_png

@@ -11,7 +11,7 @@ from sklearn.model_selection import StratifiedGroupKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from tl_radiology._errors import InputError
+from tl_radiology import InputError
 from tl_radiology.data import Manifest, make_nodule_phantoms, make_triphasic_phantoms
 from tl_radiology.io import read_image
 

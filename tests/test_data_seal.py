@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from tl_radiology._atomic import RunLock
-from tl_radiology._errors import InputError, OptionError, RunDirError, SealBrokenError, SealError
+from tl_radiology import InputError, OptionError, RunDirError, SealBrokenError, SealError
 from tl_radiology.data import Manifest, RunDir, SealedTestSet
 
 RAW_IDS = [f"MRN{p:06d}" for p in range(40)]

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tl_radiology._errors import InputError, LeakageError, OptionError
+from tl_radiology import InputError, LeakageError, OptionError
 from tl_radiology.data import make_split
 
 

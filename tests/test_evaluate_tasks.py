@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from test_evaluate_validation import PNG_SIGNATURE, copy_run, pristine_run
-from tl_radiology._errors import InputError
+from tl_radiology import InputError
 from tl_radiology.evaluation import evaluate_run, write_report
 from tl_radiology.evaluation._scoring import (
     choose_thresholds,

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tl_radiology._errors import InputError
+from tl_radiology import InputError
 from tl_radiology.data import (
     CaseCache,
     CaseLoader,

@@ -16,7 +16,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from tl_radiology._errors import InputError, OptionError
+from tl_radiology import InputError, OptionError
 from tl_radiology.data import CaseLoader, Manifest, import_medmnist, load_arrays
 from tl_radiology.training import BackboneFeatures, make_classifier
 from tl_radiology.transforms import Compose, Resize, ScaleIntensity

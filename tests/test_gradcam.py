@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from tl_radiology._errors import InputError
+from tl_radiology import InputError
 from tl_radiology.evaluation import class_activation_map, grad_cam, overlay
 from tl_radiology.models import build_model
 

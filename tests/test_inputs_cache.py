@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tl_radiology._errors import InputError
+from tl_radiology import InputError
 from tl_radiology.data import CaseCache, CaseLoader, Manifest, load_arrays, make_dataset, make_triphasic_phantoms
 from tl_radiology.transforms import Compose, Resize, Window
 
@@ -117,7 +117,7 @@ def test_a_write_that_fails_for_real_removes_its_temporary(triphasic, tmp_path):
     # free-space check passes: the write error itself must end as the one-line error, with nothing left behind.
     script = textwrap.dedent(f"""
         import resource, signal
-        from tl_radiology._errors import TLRadiologyError
+        from tl_radiology import TLRadiologyError
         from tl_radiology.data import CaseCache, CaseLoader, Manifest, make_dataset
         from tl_radiology.transforms import Compose, Resize, Window
         cases = Manifest.from_csv({str(triphasic.source)!r}, image_columns={PHASES!r}).cases
@@ -154,7 +154,7 @@ def test_a_really_full_disk_gives_exit_2_not_sigbus_and_a_rerun_is_clean(triphas
     # 6 entries of 24x24x3 float32 (6.9 KB each) fit in 160 KB; their stack (41.6 KB + 64 KiB kept free) does not.
     script = textwrap.dedent(f"""
         import sys
-        from tl_radiology._errors import TLRadiologyError
+        from tl_radiology import TLRadiologyError
         from tl_radiology.data import CaseCache, CaseLoader, Manifest, make_dataset
         from tl_radiology.transforms import Compose, Resize, Window
         cases = Manifest.from_csv({str(triphasic.source)!r}, image_columns={PHASES!r}).cases

@@ -11,7 +11,7 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from tl_radiology._errors import ImageReadError
+from tl_radiology import ImageReadError
 from tl_radiology.data import CaseLoader
 from tl_radiology.io import read_dicom, read_dicom_series, read_image
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tl_radiology._errors import ManifestError
+from tl_radiology import ManifestError
 from tl_radiology.data import Manifest
 
 

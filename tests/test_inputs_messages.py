@@ -8,7 +8,7 @@ import pickle
 
 import pytest
 
-from tl_radiology._errors import ImageReadError, RunDirError
+from tl_radiology import ImageReadError, RunDirError
 from tl_radiology.io import read_image
 
 

@@ -26,7 +26,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from tl_radiology._errors import ImageReadError, InputError, OptionError
+from tl_radiology import ImageReadError, InputError, OptionError
 from tl_radiology.io import (
     ImageData,
     read_array,

@@ -15,7 +15,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from tl_radiology._errors import ImageReadError
+from tl_radiology import ImageReadError
 from tl_radiology.io import read_dicom, read_dicom_meta, read_dicom_series, read_image, read_raster
 
 pytestmark = pytest.mark.shared_data

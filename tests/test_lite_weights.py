@@ -19,7 +19,7 @@ import pytest
 import skimage.data
 import skimage.transform
 
-from tl_radiology._errors import InputError, UntrustedFileError, WeightsNotAvailableError
+from tl_radiology import InputError, UntrustedFileError, WeightsNotAvailableError
 from tl_radiology.backbones import (
     build_backbone,
     build_imagenet_classifier,

@@ -21,7 +21,7 @@ from sklearn.metrics import (
     root_mean_squared_error,
 )
 
-from tl_radiology._errors import InputError
+from tl_radiology import InputError
 from tl_radiology.evaluation import (
     binary_metrics,
     choose_threshold,

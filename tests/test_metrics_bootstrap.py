@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from tl_radiology._errors import InputError
+from tl_radiology import InputError
 from tl_radiology.evaluation import binary_metrics, bootstrap_ci
 from tl_radiology.evaluation._bootstrap import resample_weights, weighted_rank_metrics
 from tl_radiology.evaluation._calibration import expected_calibration_error, weighted_ece

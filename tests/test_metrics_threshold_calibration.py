@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.calibration import calibration_curve
 
-from tl_radiology._errors import InputError, OptionError
+from tl_radiology import InputError, OptionError
 from tl_radiology.evaluation import (
     ThresholdChoice,
     binary_metrics,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tl_radiology._errors import InputError, OptionError
+from tl_radiology import InputError, OptionError
 from tl_radiology.backbones import build_backbone, get_backbone
 from tl_radiology.models import (
     BackbonePreprocess,

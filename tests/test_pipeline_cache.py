@@ -14,7 +14,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from tl_radiology._errors import ImageReadError, InputError
+from tl_radiology import ImageReadError, InputError
 from tl_radiology.data import CaseCache, CaseLoader, Manifest, make_nodule_phantoms, make_triphasic_phantoms
 from tl_radiology.transforms import Compose, ExtractPlanes, Resize, Window
 

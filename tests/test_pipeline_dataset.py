@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tl_radiology._errors import ImageReadError, InputError, OptionError
+from tl_radiology import ImageReadError, InputError, OptionError
 from tl_radiology.data import (
     CaseCache,
     CaseLoader,

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tl_radiology._errors import ImageReadError, InputError, OptionError
+from tl_radiology import ImageReadError, InputError, OptionError
 from tl_radiology.data import (
     CaseLoader,
     Manifest,

@@ -7,7 +7,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from tl_radiology._errors import InputError
+from tl_radiology import InputError
 from tl_radiology.evaluation import (
     choose_threshold,
     plot_bland_altman,

@@ -12,7 +12,7 @@ import pytest
 
 import keras
 
-from tl_radiology._errors import OptionError
+from tl_radiology import OptionError
 from tl_radiology.models import build_model, model_info
 from tl_radiology.training import BackboneFeatures, FineTuneConfig, TrainedModel
 

@@ -14,7 +14,7 @@ import pytest
 from test_run_support import medmnist_subset, nodule_phantoms, triphasic_phantoms
 
 from tl_radiology import InputError, Recipe, list_recipes, load_recipe
-from tl_radiology._errors import OptionError
+from tl_radiology import OptionError
 from tl_radiology.cli import main
 
 PREBUILT = ["chest_xray", "ct_multiwindow", "ensemble", "liver_lesion_triphasic_ct", "lung_nodule_multiplanar",
@@ -67,7 +67,7 @@ def test_prebuilt_recipes_say_what_they_are():
 def test_recipe_holds_every_finetune_config_field_under_the_same_name():
     from tl_radiology.training import FineTuneConfig
 
-    names = {f.name for f in dataclasses.fields(Recipe)}
+    names = set(Recipe.field_names())
     config_fields = [f.name for f in dataclasses.fields(FineTuneConfig)]
     assert set(config_fields) <= names
     recipe = base(dropout=0.3, head_epochs=2, unfreeze=1, flip="horizontal")

@@ -26,7 +26,7 @@ from PIL import Image
 
 from test_reliability_support import cli, error_line, leftovers, make_bad_images, snapshot
 
-from tl_radiology._errors import InputError, RunDirBusyError, RunDirError
+from tl_radiology import InputError, RunDirBusyError, RunDirError
 from tl_radiology.data import Manifest, RunDir
 
 N = 20
@@ -269,7 +269,7 @@ def test_recipe_and_option_errors_exit_2_before_anything_is_written(study, tmp_p
 
 def test_the_python_api_names_the_same_recipe_and_backbone_problems(tmp_path):
     from tl_radiology import load_recipe
-    from tl_radiology._errors import OptionError
+    from tl_radiology import OptionError
     from tl_radiology.backbones import get_backbone
     from tl_radiology.models import build_model
 
@@ -418,7 +418,7 @@ IMAGE_CASES = [
 
 @pytest.mark.parametrize("name, options, patterns", IMAGE_CASES, ids=[c[0] for c in IMAGE_CASES])
 def test_read_image_names_the_file_and_what_was_expected(bad_images, name, options, patterns):
-    from tl_radiology._errors import ImageReadError
+    from tl_radiology import ImageReadError
     from tl_radiology.io import read_image
 
     with pytest.raises(ImageReadError) as raised:

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from test_data_seal import _study
-from tl_radiology._errors import SealBrokenError
+from tl_radiology import SealBrokenError
 from tl_radiology.cli import main
 from tl_radiology.data import Manifest, RunDir
-from tl_radiology.data._seal import AuditKeyError
+from tl_radiology import AuditKeyError
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from tl_radiology._errors import InputError, OptionError
+from tl_radiology import InputError, OptionError
 from tl_radiology.search import feature_search
 
 from test_search_support import phantom_setup, pneumonia_setup, register_tiny_backbone, unregister_tiny_backbone

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tl_radiology._errors import InputError, SearchFailedError
+from tl_radiology import InputError, SearchFailedError
 from tl_radiology.data import CaseLoader
 from tl_radiology.search import SearchResult, run_search
 from tl_radiology.training import FineTuneConfig

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tl_radiology._errors import InputError, OptionError
+from tl_radiology import InputError, OptionError
 from tl_radiology.data import CaseLoader
 from tl_radiology.search import DistributedConfig, SearchSpace, run_search
 from tl_radiology.search._distributed import distributed_environment

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sklearn.pipeline import Pipeline
 
-from tl_radiology._errors import InputError, RunDirError
+from tl_radiology import InputError, RunDirError
 from tl_radiology.backbones import build_backbone
 from tl_radiology.data import CaseLoader, Manifest, import_medmnist, load_arrays
 from tl_radiology.training import BackboneFeatures, FineTuneConfig, TrainedModel, fine_tune, make_classifier

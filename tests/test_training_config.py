@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tl_radiology._errors import InputError, OptionError
+from tl_radiology import InputError, OptionError
 from tl_radiology.training import (
     FineTuneConfig,
     class_weights_from_labels,

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tl_radiology._errors import InputError
+from tl_radiology import InputError
 from tl_radiology.backbones import get_backbone
 from tl_radiology.data import CaseCache, CaseLoader, Manifest, import_medmnist, load_arrays, make_dataset
 from tl_radiology.models import build_model, compile_model, unfreeze_layer_groups

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tl_radiology._errors import InputError, OptionError
+from tl_radiology import InputError, OptionError
 from tl_radiology.io import ImageData
 from tl_radiology.transforms import (
     WINDOW_PRESETS,

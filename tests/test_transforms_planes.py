@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tl_radiology._errors import InputError, OptionError
+from tl_radiology import InputError, OptionError
 from tl_radiology.io import ImageData
 from tl_radiology.transforms import ExtractPlanes
 

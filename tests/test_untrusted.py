@@ -73,7 +73,7 @@ def _lambda_model(path: Path, marker: Path) -> None:
 
 
 def test_a_keras_model_with_code_in_a_lambda_layer_is_refused(phi, tmp_path):
-    from tl_radiology._errors import InputError
+    from tl_radiology import InputError
     from tl_radiology.training import TrainedModel
 
     run = copy_run(phi["sealed"], tmp_path / "run")
@@ -172,7 +172,7 @@ def test_a_joblib_file_loads_only_from_the_run_directory_with_its_recorded_hash(
 
 
 def test_a_pickled_array_is_refused_not_unpickled(features_run, tmp_path):
-    from tl_radiology._errors import ImageReadError
+    from tl_radiology import ImageReadError
     from tl_radiology.io import read_image
 
     marker = tmp_path / "code_ran.txt"

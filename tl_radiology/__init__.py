@@ -16,23 +16,65 @@ _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 from ._version import __version__
 
 from ._errors import (  # noqa: E402
+    AuditKeyError,
+    ImageReadError,
     InputError,
+    LeakageError,
     ManifestError,
+    OptionError,
+    RunDirBusyError,
+    RunDirError,
+    SealBrokenError,
     SealError,
+    SearchFailedError,
     TLRadiologyError,
+    UntrustedFileError,
+    WeightsNotAvailableError,
 )
 
-# Recipes and running them (TensorFlow is imported only when a recipe is made or run).
-from ._recipe import Recipe, list_recipes, load_recipe  # noqa: E402
-from ._run import RunResult, run_recipe, search_recipe  # noqa: E402
-from ._run_demo import run_demo  # noqa: E402
+# Recipes and running them import TensorFlow; they are loaded on first use, so `import tl_radiology` (and the
+# command line's --help) stays cheap.
+_LAZY = {
+    "Recipe": "recipe",
+    "load_recipe": "recipe",
+    "list_recipes": "recipe",
+    "run_recipe": "run",
+    "search_recipe": "run",
+    "RunResult": "run",
+    "run_demo": "run._demo",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tl_radiology' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "__version__",
     "TLRadiologyError",
     "InputError",
+    "OptionError",
     "ManifestError",
+    "ImageReadError",
+    "LeakageError",
+    "RunDirError",
+    "RunDirBusyError",
     "SealError",
+    "SealBrokenError",
+    "AuditKeyError",
+    "WeightsNotAvailableError",
+    "UntrustedFileError",
+    "SearchFailedError",
     "Recipe",
     "load_recipe",
     "list_recipes",

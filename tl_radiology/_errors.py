@@ -21,6 +21,7 @@ __all__ = [
     "RunDirBusyError",
     "SealError",
     "SealBrokenError",
+    "AuditKeyError",
     "WeightsNotAvailableError",
     "UntrustedFileError",
     "SearchFailedError",
@@ -87,6 +88,10 @@ class SealError(TLRadiologyError):
 
 class SealBrokenError(SealError):
     """A test file or label changed after the test set was sealed; the message names the cases."""
+
+
+class AuditKeyError(InputError):
+    """The audit key is missing, unreadable, inside the run directory or not the key a run was sealed with."""
 
 
 class WeightsNotAvailableError(InputError):

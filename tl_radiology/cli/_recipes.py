@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
+
+from tl_radiology._errors import InputError
+from tl_radiology.recipe import Recipe, copy_recipe, list_recipes, load_recipe, recipe_source
+
+from ._run import parse_overrides
+
+__all__ = ["register", "run", "format_recipe", "FIELD_GROUPS"]
 
 HELP = "list the prebuilt recipes, or show the fields of one (with --set changes); --copy it to edit"
 
@@ -35,13 +43,6 @@ def register(subparsers, common) -> None:
 
 def run(args) -> int:
     """Run ``recipes`` with parsed arguments; returns the exit status."""
-    import json
-
-    from tl_radiology._errors import InputError
-    from tl_radiology._recipe import format_recipe, list_recipes, load_recipe, recipe_source
-
-    from ._run import parse_overrides
-
     if args.name is None:
         if args.overrides or args.json or args.copy:
             raise InputError("--set, --json and --copy need a recipe NAME, e.g. `tl-radiology recipes chest_xray "
@@ -54,8 +55,6 @@ def run(args) -> int:
         print("\nShow one: tl-radiology recipes NAME   Run one: tl-radiology run NAME --manifest CSV --out DIR")
         return 0
     if args.copy:
-        from tl_radiology._recipe import copy_recipe
-
         path = copy_recipe(args.name, args.copy)
         print(f"Wrote {path}: edit it, then run it with `tl-radiology run {path} --manifest CSV --out DIR`.")
         return 0
@@ -70,3 +69,49 @@ def run(args) -> int:
     if args.name in list_recipes():
         print(f"\nsource: {recipe_source(args.name)} (copy it with --copy FILE to edit)")
     return 0
+
+
+#: How ``tl-radiology recipes NAME`` groups the fields (every field appears in one group).
+FIELD_GROUPS = (
+    ("recipe", ("name", "description", "task", "ordinal")),
+    ("manifest columns", ("patient_column", "label_columns", "image_columns", "center_columns", "split_column",
+                          "allow_outside_root")),
+    ("reading", ("expect", "frame", "voi")),
+    ("model input", ("intensity", "windows", "value_range", "percentiles", "input_size", "resize_mode",
+                     "plane_size", "plane_spacing_mm", "check_geometry")),
+    ("mode", ("mode", "backbones")),
+    ("fine-tuning (FineTuneConfig)", ("backbone", "weights", "adapter", "pooling", "dropout", "dense_units", "l2",
+                                      "optimizer", "momentum", "head_learning_rate", "finetune_learning_rate",
+                                      "learning_rate_spread", "head_epochs", "finetune_epochs", "unfreeze",
+                                      "train_batchnorm", "batch_size", "augmentation", "flip", "class_weighting",
+                                      "early_stopping_patience", "monitor", "seed", "precision")),
+    ("search", ("search_space", "tuner", "max_trials", "executions_per_trial", "objective", "cv_folds",
+                "tuner_options", "classifiers", "classifier_spaces")),
+    ("split", ("val_fraction", "test_fraction", "split_seed", "split_group", "stratify", "resplit")),
+    ("evaluation", ("threshold_method", "threshold_target", "n_bootstrap", "gradcam_samples")),
+)
+
+
+def _show(value) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) if value else "(none)"
+    if isinstance(value, dict):
+        return json.dumps(value) if value else "{}"
+    if value is None:
+        return "none"
+    return str(value)
+
+
+def format_recipe(recipe: Recipe) -> str:
+    """Every field of ``recipe`` as ``key = value`` lines, grouped, in the spelling ``--set`` takes.
+
+    Example:
+        >>> from tl_radiology.recipe import load_recipe
+        >>> print(format_recipe(load_recipe("chest_xray")).splitlines()[1])
+        name                     = chest_xray
+    """
+    lines = []
+    for heading, fields in FIELD_GROUPS:
+        lines.append(f"[{heading}]")
+        lines.extend(f"{name:<24} = {_show(getattr(recipe, name))}" for name in fields)
+    return "\n".join(lines)

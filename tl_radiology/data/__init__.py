@@ -14,6 +14,7 @@ Example:
 """
 
 from ._cache import CaseCache
+from ._hashing import content_digest, sha256_file
 from ._leakage import LeakageReport, check_leakage
 from ._loader import CaseLoader, loader_from_config
 from ._manifest import Manifest
@@ -21,9 +22,16 @@ from ._medmnist import import_medmnist
 from ._pipeline import encode_labels, load_arrays, make_dataset
 from ._phantoms import make_nodule_phantoms, make_triphasic_phantoms
 from ._rundir import RunDir, SealedTestSet
+from ._seal import run_history
+from ._seal_content import check_external_content, refuse_sealed_content
 from ._split import make_split
 
 __all__ = [
+    "run_history",
+    "check_external_content",
+    "refuse_sealed_content",
+    "sha256_file",
+    "content_digest",
     "Manifest",
     "make_split",
     "check_leakage",

@@ -368,6 +368,129 @@ class RunDir:
         info = self.info
         return _summary(self._table(), info.get("task"), info.get("classes", []))
 
+    def seal_external_site(self, manifest: Manifest, *, site: str, task, classes) -> None:
+        """Seal an external site's cases: all of them form its test set, opened once like the run's own.
+
+        Writes ``splits.csv`` (every case in ``test``), ``split.json``, ``test.lock`` and a ``sealed`` event, in the
+        layout of :meth:`create_split`, so :class:`SealedTestSet` checks and records the site's openings exactly as
+        for the main test set.
+
+        Args:
+            manifest: the site's validated manifest.
+            site: the site's name (recorded).
+            task, classes: the run's task and classes (the model's).
+        """
+        table = manifest.cases.copy()
+        table["split"] = "test"
+        columns = ["case_id", "patient", "label", "split", *manifest.image_columns, "row"]
+        table = table[columns + [c for c in table.columns if c not in columns]]
+        sealed_at = _now()
+        lock = {
+            "format": 2,
+            "sealed_at": sealed_at,
+            "hash_algorithm": "sha256",
+            "split_method": f"external validation site {site!r}: every case is a test case",
+            "image_columns": list(manifest.image_columns),
+            "num_test_cases": int(len(table)),
+            "cases": _seal_entries(table, manifest.image_columns),
+            "audit": seal_fields(audit_key(self.path)),  # the site's audit.log is chained (and signed) too
+        }
+        split_info = {
+            "format": 1,
+            "created_at": sealed_at,
+            "manifest": manifest.source,
+            "manifest_root": str(manifest.root),
+            "task": task,
+            "classes": list(classes or []),
+            "label_columns": list(manifest.label_columns),
+            "image_columns": list(manifest.image_columns),
+            "val": 0.0,
+            "test": 1.0,
+            "seed": None,
+            "group": "patient",
+            "stratify": None,
+            "split_method": lock["split_method"],
+            "counts": {"train": 0, "val": 0, "test": int(len(table))},
+            "leakage": None,
+            "external_site": site,
+        }
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.splits_csv, table.to_csv(index=False, lineterminator="\n"))
+        atomic_write_json(self.split_json, split_info)
+        atomic_write_json(self.test_lock, lock)
+        append_entry(self.path, {
+            "time": sealed_at, "event": "sealed", "num_cases": int(len(table)),
+            "counts": split_info["counts"], "num_patients": int(table["patient"].nunique()),
+            "test_lock_sha256": sha256_file(self.test_lock), "split_method": lock["split_method"],
+            "external_site": site, "pid": os.getpid(), "user": _user()})
+
+    def check_compatible(self, settings: dict, *, patient_column: str, label_columns, image_columns, task=None,
+                         manifest=None) -> None:
+        """Refuse settings or a manifest that disagree with this run directory's sealed split, naming the field.
+
+        A new split would re-seal the test set over cases a model may have seen, so a run directory keeps the split
+        it was made with; a later command must agree with it.
+
+        Args:
+            settings: the split settings as a recipe names them: ``val_fraction``, ``test_fraction``,
+                ``split_seed``, ``split_group``, ``stratify``.
+            patient_column: the manifest's patient column (``split_group`` may name it for ``"patient"``).
+            label_columns, image_columns: the columns the command uses (its image columns must have been sealed).
+            task: the task asked for, or ``None``.
+            manifest: the manifest file given, or ``None``; a different file than the split's is refused.
+
+        Raises:
+            RunDirError: a disagreeing setting, column, task or manifest (the message names it and the fix).
+            InputError: ``manifest`` does not exist.
+        """
+        run = self
+        info = run.info
+        recorded = {
+            "val_fraction": info.get("val"), "test_fraction": info.get("test"), "split_seed": info.get("seed"),
+            "split_group": info.get("group"), "stratify": info.get("stratify"),
+        }
+        for field, old in recorded.items():
+            new = settings[field]
+            same = (old is None or (isinstance(new, float) and isinstance(old, (int, float)) and abs(new - old) < 1e-12)
+                    or str(new).lower() == str(old).lower()
+                    or (field == "split_group" and str(old).lower() in ("patient", patient_column.lower())
+                        and new in ("patient", patient_column)))
+            if not same:
+                raise RunDirError(
+                    f"Run directory {run.path} was split with {field}={old!r} (split.json) but the recipe now says "
+                    f"{field}={new!r}. A new split would re-seal the test set: keep {field}={old!r} (--set "
+                    f"{field}={old}), or use a new --out folder."
+                )
+        labels = list(info.get("label_columns") or [])
+        if labels and labels != list(label_columns):
+            raise RunDirError(
+                f"Run directory {run.path} was split with label column(s) {', '.join(labels)} but the recipe names "
+                f"{', '.join(label_columns)}. Keep label_columns={','.join(labels)}, or use a new --out folder."
+            )
+        columns = list(info.get("image_columns") or [])
+        missing = [c for c in image_columns if c not in columns]
+        if missing:
+            raise RunDirError(
+                f"Run directory {run.path} was split with image columns {', '.join(columns)}; the recipe's "
+                f"image_columns {', '.join(image_columns)} include {', '.join(missing)}, which that split does not "
+                "hold (nor seal). Use one of its columns, or a new --out folder for these columns."
+            )
+        if task is not None and info.get("task") != task:
+            raise RunDirError(
+                f"Run directory {run.path} holds a {info.get('task')} split but the recipe says task={task!r}. "
+                "Set task to match (or none), or use a new --out folder."
+            )
+        if manifest is not None:
+            old = Path(str(info.get("manifest") or ""))
+            new = Path(manifest)
+            if not new.is_file():
+                raise InputError(f"--manifest {manifest} not found. Check the path of the manifest CSV.")
+            if old.is_file() and old.resolve() != new.resolve() and sha256_file(old) != sha256_file(new):
+                raise RunDirError(
+                    f"Run directory {run.path} was split from the manifest {old}, and --manifest {new} is a different "
+                    "file. Its split and seal belong to the first manifest: use a new --out folder for this one."
+                )
+
     def sealed_test(self) -> "SealedTestSet":
         """The sealed test set of this run (nothing is opened until :meth:`SealedTestSet.open`).
 
@@ -522,6 +645,42 @@ class SealedTestSet:
             run._audit("reopened" if completed else "opened", reused=self.reused, **fields)
             table = run._table()
         return table[table["split"] == "test"].reset_index(drop=True)
+
+    def check_readable(self, loader, *, expected_shape=None) -> int:
+        """Check that every test case loads with ``loader``, before any opening; nothing is returned or recorded.
+
+        A test image that cannot be read, or that loads to another shape than the training images (a multi-frame
+        DICOM, other channels or size), would otherwise be found only after the opening is recorded, and every
+        retry would record another. Only readability and shape leave this method: no pixels, labels or
+        predictions, so it is not an opening of the test set.
+
+        Args:
+            loader: the run's :class:`~tl_radiology.data.CaseLoader`.
+            expected_shape: the shape every case must load to (a training case's), or ``None``.
+
+        Returns:
+            The number of test cases checked.
+
+        Raises:
+            InputError: a case that does not load or has another shape; the message names its manifest line and
+                files, and says that the test set was not opened.
+        """
+        table = self.run_dir._table()
+        cases = table[table["split"] == "test"].reset_index(drop=True)
+        for _, row in cases.iterrows():
+            where = f"manifest line {row['row']}" if "row" in row and pd.notna(row["row"]) else f"case {row.name}"
+            try:
+                shape = tuple(int(v) for v in loader(row).shape)
+            except InputError as exc:
+                raise type(exc)(f"A sealed test case cannot be read ({where}): {exc} The test set was not opened; "
+                                "fix or replace the file, or start a new run in a new --out folder.") from None
+            if expected_shape is not None and shape != tuple(expected_shape):
+                raise InputError(
+                    f"A sealed test case loads to shape {shape}, the training cases to {tuple(expected_shape)} "
+                    f"({where}). The model could not take it, so the test set was not opened. Fix the file, or "
+                    "start a new run in a new --out folder."
+                )
+        return len(cases)
 
     def mark_completed(self, result_path) -> None:
         """Record that the evaluation opened by :meth:`open` finished and wrote ``result_path``.

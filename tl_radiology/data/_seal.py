@@ -35,7 +35,7 @@ import os
 from pathlib import Path
 
 from .._atomic import append_line, atomic_write_json
-from .._errors import InputError, SealBrokenError, SealError
+from .._errors import AuditKeyError, SealBrokenError, SealError
 from ._hashing import sha256_file
 
 __all__ = [
@@ -69,10 +69,6 @@ _HISTORY = ("audit.log", AUDIT_HEAD, "model.json", "model.keras", "classifier.jo
 # Refusals leave the head as it was: nothing was opened, and a refused command changes no file but audit.log. They
 # are chained (and signed), so they cannot be edited or forged; only the last ones can be removed unnoticed.
 _UNHEADED = frozenset({"refused", "seal_broken", "external_refused"})
-
-
-class AuditKeyError(InputError):
-    """The audit key is missing, unreadable, inside the run directory or not the key a run was sealed with."""
 
 
 # ---------------------------------------------------------------------------------------------------- the key

@@ -18,11 +18,20 @@ from ._bootstrap import bootstrap_ci
 from ._calibration import expected_calibration_error, reliability_curve
 from ._explain import explain_run
 from ._final import evaluate_external, evaluate_run
-from ._gradcam import class_activation_map, explain_target, grad_cam, overlay
+from ._gradcam import (
+    class_activation_map,
+    explain_target,
+    grad_cam,
+    load_run_recipe_file,
+    overlay,
+    record_recipe_file,
+)
 from ._metrics import binary_metrics, multiclass_metrics, multilabel_metrics, regression_metrics
 from ._plots import plot_bland_altman, plot_confusion_matrix, plot_pr, plot_reliability, plot_roc
 from ._predict import predict
+from ._baseline import compare_with_baseline
 from ._report import write_report
+from ._scoring import format_summary, key_metric_rows
 from ._threshold import ThresholdChoice, choose_threshold
 from ._validation import finalize_on_validation
 
@@ -54,7 +63,13 @@ __all__ = [
     "explain_target",
     "overlay",
     "explain_run",
+    "record_recipe_file",
+    "load_run_recipe_file",
     # report and prediction
     "write_report",
     "predict",
+    # reading results: the key metrics, one line each, and the prevalence-only baseline
+    "key_metric_rows",
+    "format_summary",
+    "compare_with_baseline",
 ]

@@ -19,9 +19,6 @@ image too (exit status 2), and the refusal is recorded in the run's own ``audit.
 
 from __future__ import annotations
 
-import getpass
-import hashlib
-import json
 import os
 import shutil
 from pathlib import Path
@@ -32,21 +29,12 @@ from .._version import __version__
 from .._atomic import atomic_directory, atomic_write_json, atomic_write_text
 from .._errors import InputError, RunDirError, SealBrokenError
 from .._progress import status
-from ..data import Manifest, RunDir
-from ..data._seal_content import check_external_content
+from ..data import Manifest, RunDir, check_external_content, sha256_file
 from . import _runfiles as files
 from ._baseline import compare_with_baseline
 from ._scoring import is_ordinal, key_metric_rows, prediction_table, score, threshold_values, write_plots
 
 __all__ = ["evaluate_run", "evaluate_external"]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _check_options(n_bootstrap, seed) -> None:
@@ -71,7 +59,7 @@ def _provenance(run_path: Path, trained) -> dict:
         "created": record.get("created"),
         "toolkit_version": record.get("toolkit_version"),
         "keras_version": record.get("keras_version"),
-        "model_json_sha256": _sha256(run_path / "model.json"),
+        "model_json_sha256": sha256_file(run_path / "model.json"),
         "artefacts": record.get("artefacts"),
         "training": {k: training.get(k) for k in ("mode", "monitor", "best_epoch", "best_value") if k in training},
     }
@@ -147,7 +135,7 @@ def _evaluate_sealed(seal_run: RunDir, out_dir: Path, trained, *, model_run: Pat
         "model": _provenance(model_run, trained),
         "seal": {
             "sealed_at": sealed.sealed_at,
-            "test_lock_sha256": _sha256(lock_path),
+            "test_lock_sha256": sha256_file(lock_path),
             "verified": True,
             "opening_id": sealed.opening_id,
             "opened_at": opening.get("time"),
@@ -242,13 +230,6 @@ def evaluate_run(run_dir, *, reopen_reason: str | None = None, n_bootstrap: int 
 
 # ---------------------------------------------------------------------------------------------- external sites
 
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no user name (containers) is not an error
-        return "unknown"
-
-
 def _read_external_manifest(run: RunDir, manifest, patient_column: str) -> Manifest:
     info = run.info
     label_columns = list(info.get("label_columns") or ["label"])
@@ -275,58 +256,9 @@ def _read_external_manifest(run: RunDir, manifest, patient_column: str) -> Manif
 
 
 def _seal_external(site_run: RunDir, manifest: Manifest, *, site: str, run: RunDir) -> None:
-    """Write ``splits.csv`` (every case in ``test``), ``split.json``, ``test.lock`` and a ``sealed`` event.
-
-    The files have the layout of :meth:`RunDir.create_split`, so :class:`SealedTestSet` checks and records the
-    site's openings exactly as for the main test set.
-    """
-    from ..data._rundir import _seal_entries  # the seal's file-entry layout, shared with create_split
-    from ..data._seal import append_entry, audit_key, seal_fields
-
-    table = manifest.cases.copy()
-    table["split"] = "test"
-    columns = ["case_id", "patient", "label", "split", *manifest.image_columns, "row"]
-    table = table[columns + [c for c in table.columns if c not in columns]]
+    """Seal every case of the site's manifest as its test set (see :meth:`RunDir.seal_external_site`)."""
     info = run.info
-    sealed_at = files.now()
-    lock = {
-        "format": 2,
-        "sealed_at": sealed_at,
-        "hash_algorithm": "sha256",
-        "split_method": f"external validation site {site!r}: every case is a test case",
-        "image_columns": list(manifest.image_columns),
-        "num_test_cases": int(len(table)),
-        "cases": _seal_entries(table, manifest.image_columns),
-        "audit": seal_fields(audit_key(site_run.path)),  # the site's audit.log is chained (and signed) too
-    }
-    split_info = {
-        "format": 1,
-        "created_at": sealed_at,
-        "manifest": manifest.source,
-        "manifest_root": str(manifest.root),
-        "task": info.get("task"),
-        "classes": list(info.get("classes") or []),
-        "label_columns": list(manifest.label_columns),
-        "image_columns": list(manifest.image_columns),
-        "val": 0.0,
-        "test": 1.0,
-        "seed": None,
-        "group": "patient",
-        "stratify": None,
-        "split_method": lock["split_method"],
-        "counts": {"train": 0, "val": 0, "test": int(len(table))},
-        "leakage": None,
-        "external_site": site,
-    }
-    site_run.path.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(site_run.splits_csv, table.to_csv(index=False, lineterminator="\n"))
-    atomic_write_json(site_run.split_json, split_info)
-    atomic_write_json(site_run.test_lock, lock)
-    append_entry(site_run.path, {
-        "time": sealed_at, "event": "sealed", "num_cases": int(len(table)),
-        "counts": split_info["counts"], "num_patients": int(table["patient"].nunique()),
-        "test_lock_sha256": _sha256(site_run.test_lock), "split_method": lock["split_method"],
-        "external_site": site, "pid": os.getpid(), "user": _user()})
+    site_run.seal_external_site(manifest, site=site, task=info.get("task"), classes=info.get("classes"))
 
 
 def _check_same_cases(site_run: RunDir, manifest: Manifest, site: str) -> None:

@@ -163,7 +163,7 @@ def record_recipe_file(run_dir, recipe):
     from pathlib import Path
 
     from .._atomic import atomic_write_json
-    from ..data._hashing import sha256_file
+    from ..data import sha256_file
 
     if not isinstance(recipe, (str, Path)):
         return None
@@ -191,7 +191,7 @@ def load_run_recipe_file(run_dir, recipe_file=None):
     import json
     from pathlib import Path
 
-    from .._recipe import load_recipe
+    from ..recipe import load_recipe
 
     if recipe_file is not None:
         path = Path(recipe_file).expanduser()

@@ -18,9 +18,7 @@ from .._atomic import atomic_write_text
 from .._errors import InputError
 from .._progress import status
 from .._pseudonym import pseudonymize
-from ..data import RunDir, load_arrays, loader_from_config
-from ..data._seal import run_history
-from ..data._seal_content import refuse_sealed_content
+from ..data import RunDir, load_arrays, loader_from_config, refuse_sealed_content, run_history
 from . import _runfiles as files
 from ._scoring import prediction_table
 

@@ -23,8 +23,9 @@ Example:
 from ._distributed import DistributedConfig
 from ._features import feature_search
 from ._hypermodel import TransferHyperModel
-from ._results import SearchResult
-from ._run import run_search
+from ._progress import trial_progress
+from ._results import SearchResult, read_summary, summary_path_for, write_ensemble_summary
+from ._run import data_fingerprint, run_search
 from ._space import SearchSpace
 
 __all__ = [
@@ -34,4 +35,9 @@ __all__ = [
     "feature_search",
     "SearchResult",
     "DistributedConfig",
+    "read_summary",
+    "summary_path_for",
+    "write_ensemble_summary",
+    "trial_progress",
+    "data_fingerprint",
 ]

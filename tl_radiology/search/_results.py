@@ -23,7 +23,7 @@ from .._errors import InputError, SearchFailedError
 from ._tuner import TRIAL_INFO_FILE, trial_record
 
 __all__ = ["SearchResult", "trial_records", "trials_frame", "count_statuses", "check_settings", "SETTINGS_FILE",
-           "raise_if_all_failed", "summary_path_for", "write_summary"]
+           "raise_if_all_failed", "summary_path_for", "write_summary", "read_summary", "write_ensemble_summary"]
 
 SETTINGS_FILE = "tl_radiology_search.json"
 _STATUSES = ("COMPLETED", "FAILED", "INVALID", "RUNNING")
@@ -213,3 +213,51 @@ def write_summary(path: Path, summary: dict) -> Path:
     summary["written_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     summary["tl_radiology_version"] = __version__
     return atomic_write_json(path, summary)
+
+
+def read_summary(path: Path, project_dir: Path | None = None) -> SearchResult | None:
+    """A finished search's :class:`SearchResult`, read from its summary file (no keras-tuner project is loaded).
+
+    ``best_config`` is the summary's dict form of the best configuration (a ``FineTuneConfig`` as ``to_dict``
+    writes it, or the feature search's dict). Returns ``None`` when the file does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    best = summary.get("best") or {}
+    objective = summary.get("objective") or {}
+    return SearchResult(
+        mode=summary.get("mode", ""), objective=objective.get("name"), direction=objective.get("direction"),
+        best_trial_id=best.get("trial_id"), best_objective=best.get("objective"),
+        best_hyperparameters=best.get("hyperparameters") or {}, best_config=best.get("config"),
+        trials=trials_frame(summary.get("trials") or [], objective.get("name")), summary=summary,
+        summary_path=path, project_dir=project_dir)
+
+
+def write_ensemble_summary(path: Path, results: dict, *, tuner: str, max_trials: int, project_prefix: str) -> Path:
+    """One summary for an ensemble's searches (one per member backbone), counting every member's trials.
+
+    Args:
+        path: the summary file to write (``search_summary.json``).
+        results: ``{backbone: SearchResult}``.
+        tuner, max_trials: the search's settings, for the record.
+        project_prefix: the members' projects are ``<prefix>_<backbone>``.
+    """
+    members = {}
+    totals: dict[str, int] = {}
+    for member, result in results.items():
+        summary = result.summary
+        members[member] = {"project": f"{project_prefix}_{member}",
+                           "summary": f"{project_prefix}_{member}_summary.json",
+                           "counts": summary.get("counts"), "best": summary.get("best")}
+        for key, value in (summary.get("counts") or {}).items():
+            totals[key] = totals.get(key, 0) + int(value)
+    first = next(iter(results.values()))
+    return atomic_write_json(path, {
+        "mode": "ensemble", "backbones": list(results),
+        "objective": {"name": first.objective, "direction": first.direction},
+        "tuner": tuner, "max_trials_per_member": max_trials, "counts": totals, "members": members,
+        "note": "each member's backbone was searched on its own; its best configuration is trained and the members' "
+                "probabilities are averaged",
+    })

@@ -17,12 +17,14 @@ Example:
 from ._augment import make_augmentation
 from ._class_weights import class_weights_from_labels
 from ._config import FineTuneConfig
-from ._curves import overfitting_note, plot_training_curves
+from ._curves import overfitting_note, plot_training_curves, stack_curve_images
 from ._features import BackboneFeatures, make_classifier
-from ._finetune import FineTuneResult, build_for_config, fine_tune, fit_two_phases
+from ._finetune import EpochProgress, FineTuneResult, build_for_config, fine_tune, fit_two_phases
 from ._trained import TrainedModel
 
 __all__ = [
+    "EpochProgress",
+    "stack_curve_images",
     "FineTuneConfig",
     "fine_tune",
     "build_for_config",

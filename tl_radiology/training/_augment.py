@@ -6,7 +6,7 @@ import keras
 
 from .._errors import InputError
 from .._options import look_up_option
-from ._config import FLIPS, _is_integer, _is_number
+from ..config import FLIPS, is_integer, is_number
 
 __all__ = ["make_augmentation", "augmentation_settings"]
 
@@ -43,7 +43,7 @@ def augmentation_settings(strength: float, flip: str = "none") -> dict:
 
 
 def _check_strength(strength) -> float:
-    if not _is_number(strength) or not 0.0 <= float(strength) <= 1.0:
+    if not is_number(strength) or not 0.0 <= float(strength) <= 1.0:
         raise InputError(
             f"Expected the augmentation strength to be a number in [0, 1] (0 = none); received {strength!r}."
         )
@@ -96,7 +96,7 @@ def make_augmentation(strength: float, seed: int = 0, *, flip: str = "none"):
     """
     strength = _check_strength(strength)
     flip = look_up_option(flip, FLIPS, what="flip")
-    if not _is_integer(seed) or seed < 0:
+    if not is_integer(seed) or seed < 0:
         raise InputError(f"Expected seed to be an integer >= 0; received {seed!r}.")
     seed = int(seed)
     layers = []

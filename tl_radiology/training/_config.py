@@ -8,12 +8,21 @@ builds on it: a search-space key is a field name and a trial's configuration is 
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 from typing import Any, Mapping
 
 from .._errors import InputError
 from .._options import look_up_option
+from ..config import (
+    ADAPTERS,
+    CLASS_WEIGHTINGS,
+    FLIPS,
+    MONITORS,
+    OPTIMIZERS,
+    POOLINGS,
+    PRECISIONS,
+    check_number,
+    is_integer,
+)
 
 __all__ = [
     "FineTuneConfig",
@@ -25,32 +34,6 @@ __all__ = [
     "OPTIMIZERS",
     "PRECISIONS",
 ]
-
-# Kept here as plain tuples (the same names as tl_radiology.models), so validating a configuration does not need
-# TensorFlow; tests check that the two lists agree.
-ADAPTERS = ("replicate", "projection", "stem")
-POOLINGS = ("avg", "max")
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
-PRECISIONS = ("float32", "mixed_bfloat16")
-CLASS_WEIGHTINGS = ("none", "balanced")
-FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
-#: Validation quantities early stopping and checkpoints can follow, and whether larger is better.
-MONITORS = {
-    "val_loss": "min",
-    "val_auc": "max",
-    "val_accuracy": "max",
-    "val_mae": "min",
-    "val_rmse": "min",
-}
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
-
-
-def _is_integer(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
 
 @dataclasses.dataclass(frozen=True)
 class FineTuneConfig:
@@ -156,20 +139,12 @@ class FineTuneConfig:
 
         def number(field: str, *, low, high=None, low_open=False, high_open=False, integer=False, none=False):
             value = getattr(self, field)
-            if value is None and none:
-                return
-            ok = _is_integer(value) if integer else _is_number(value)
-            if ok:
-                value = int(value) if integer else float(value)
-                ok = (value > low if low_open else value >= low) and (
-                    high is None or (value < high if high_open else value <= high)
-                )
-            if not ok:
-                left = ">" if low_open else ">="
-                bound = f"{left} {low}" + ("" if high is None else f" and {'<' if high_open else '<='} {high}")
-                kind = "an integer" if integer else "a number"
-                fail(field, f"{kind} {bound}" + (" or None" if none else ""))
-            object.__setattr__(self, field, value)  # plain int / float, also for numpy values from a tuner
+            expected = check_number(value, low=low, high=high, low_open=low_open, high_open=high_open,
+                                    integer=integer, none=none)
+            if expected is not None:
+                fail(field, expected)
+            if value is not None:
+                object.__setattr__(self, field, int(value) if integer else float(value))  # also numpy values
 
         from ..backbones import get_backbone, list_backbones
 
@@ -205,7 +180,7 @@ class FineTuneConfig:
             option("unfreeze", ("all", "none"), "unfreeze setting")
             if self.unfreeze == "none":
                 object.__setattr__(self, "unfreeze", 0)
-        elif _is_integer(self.unfreeze) and 0 <= self.unfreeze <= num_groups:
+        elif is_integer(self.unfreeze) and 0 <= self.unfreeze <= num_groups:
             object.__setattr__(self, "unfreeze", int(self.unfreeze))
         else:
             fail("unfreeze", f"'all', 'none' or a number of layer groups from 0 to {num_groups} for {spec.name}")

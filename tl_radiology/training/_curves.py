@@ -11,7 +11,7 @@ import pandas as pd
 from .._atomic import atomic_path
 from .._errors import InputError
 
-__all__ = ["plot_training_curves", "overfitting_note", "read_history"]
+__all__ = ["plot_training_curves", "overfitting_note", "read_history", "stack_curve_images"]
 
 # The metric panel shows the first of these the history holds.
 _METRIC_PREFERENCE = ("auc", "accuracy", "mae", "rmse")
@@ -176,3 +176,17 @@ def plot_training_curves(history, path, *, monitor: str | None = None, best_epoc
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png")
     return path
+
+
+def stack_curve_images(paths: list[Path], out: Path) -> None:
+    """One PNG with several curve images one under another (an ensemble's members), written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.image as mpimg  # after choosing the non-interactive backend
+
+    images = [mpimg.imread(str(p))[..., :3] for p in paths]
+    width = max(img.shape[1] for img in images)
+    padded = [np.pad(img, ((0, 0), (0, width - img.shape[1]), (0, 0)), constant_values=1.0) for img in images]
+    with atomic_path(out) as tmp:
+        mpimg.imsave(str(tmp), np.concatenate(padded, axis=0), format="png")

@@ -20,7 +20,7 @@ import keras
 
 from .._atomic import atomic_write_text
 from .._errors import InputError
-from .._progress import status
+from .._progress import Progress, status
 from ..backbones import get_backbone
 from ..models import TaskSpec, build_model, compile_model, model_info, unfreeze_layer_groups
 from ._augment import make_augmentation
@@ -30,7 +30,7 @@ from ._curves import plot_training_curves
 from ._optim import group_learning_rate_factors, make_layerwise_optimizer
 from ._trained import save_keras_model
 
-__all__ = ["FineTuneResult", "build_for_config", "fit_two_phases", "fine_tune", "PHASES"]
+__all__ = ["FineTuneResult", "build_for_config", "fit_two_phases", "fine_tune", "PHASES", "EpochProgress"]
 
 #: Names of the two phases, as written in the ``phase`` column of the history.
 PHASES = ("head", "finetune")
@@ -301,6 +301,25 @@ class _Recorder:
         buffer = io.StringIO()
         self.history().to_csv(buffer, index=False, float_format="%.6g")
         atomic_write_text(self.out_dir / HISTORY_FILE, buffer.getvalue())
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """A Keras callback printing ``final training (epochs): 3/10 (30%) elapsed 12s, ETA 28s`` after each epoch.
+
+    Args:
+        total: the epochs expected (both phases).
+        desc: the line's label.
+    """
+
+    def __init__(self, total: int, desc: str):
+        super().__init__()
+        self.progress = Progress(total, desc)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.progress.update()
+
+    def on_train_end(self, logs=None):
+        self.progress.close()
 
 
 class _PhaseCallback(keras.callbacks.Callback):

@@ -27,9 +27,12 @@ import shutil
 import time
 from pathlib import Path
 
-from ._atomic import atomic_write_json, ensure_writable_dir
-from ._errors import InputError, RunDirError
-from ._progress import status
+from .._atomic import atomic_write_json, ensure_writable_dir
+from .._errors import InputError, RunDirError
+from .._progress import status
+from ..data import make_triphasic_phantoms
+from ..evaluation import evaluate_run, format_summary, write_report
+from ._execute import run_recipe
 
 __all__ = ["run_demo", "DemoResult", "DEMO_RECIPE", "DEMO_SETTINGS"]
 
@@ -83,8 +86,6 @@ class DemoResult:
 
     def format(self) -> str:
         """The lines ``tl-radiology demo`` prints."""
-        from .evaluation._scoring import format_summary
-
         final = self.final_test
         counts = final.get("counts", {})
         lines = []
@@ -112,7 +113,7 @@ class DemoResult:
 
 def _weights_for(backbone: str, weights) -> str | None:
     """``"imagenet"`` when asked for and available offline (a file in Keras' cache or an installed package)."""
-    from .backbones import get_backbone, weights_status
+    from ..backbones import get_backbone, weights_status  # deferred: the registry imports TensorFlow
 
     if weights is None or str(weights).lower() in ("none", "random"):
         return None
@@ -151,9 +152,6 @@ def run_demo(out="tl_radiology_demo", *, force: bool = False, num_patients: int 
     Example:
         >>> print(run_demo("demo").format())  # doctest: +SKIP
     """
-    from .data import make_triphasic_phantoms
-    from .evaluation import evaluate_run, write_report
-
     start = time.monotonic()
     settings = dict(DEMO_SETTINGS)
     given = dict(num_patients=num_patients, cases_per_patient=cases_per_patient, image_size=image_size,
@@ -197,7 +195,7 @@ def run_demo(out="tl_radiology_demo", *, force: bool = False, num_patients: int 
     elif weights is None:
         status(f"demo: starting {settings['backbone']} from random weights, as asked")
     else:
-        from .backbones import weights_identity
+        from ..backbones import weights_identity  # deferred: the registry imports TensorFlow
 
         identity = weights_identity("imagenet", settings["backbone"])
         status(f"demo: starting {settings['backbone']} from ImageNet weights ({identity['label']}, "
@@ -210,8 +208,6 @@ def run_demo(out="tl_radiology_demo", *, force: bool = False, num_patients: int 
         make_triphasic_phantoms(data, num_patients=settings["num_patients"],
                                 cases_per_patient=settings["cases_per_patient"], size=settings["image_size"], seed=0,
                                 overwrite=True)
-    from ._run import run_recipe
-
     head_epochs = settings["head_epochs"]
     if head_epochs is None:
         head_epochs = 2 if weights else 0
