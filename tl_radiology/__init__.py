@@ -1,3 +1,4 @@
+import importlib
 """tl_radiology: transfer learning on radiology images with Keras 3 / TensorFlow.
 
 The package is split into parts with one job each (see the README): ``io`` reads DICOM and raster images,
@@ -47,8 +48,6 @@ _LAZY = {
 
 def __getattr__(name):
     if name in _LAZY:
-        import importlib
-
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value
         return value

@@ -6,7 +6,8 @@ import warnings
 
 from .._errors import InputError, WeightsNotAvailableError
 from ._registry import BackboneSpec, get_backbone, list_backbones
-from ._weights import _is_imagenet, _published_hash_ok, load_weights_checked, resolve_weights
+from ._torch_file import read_torch_state_dict
+from ._weights import _is_imagenet, _published_hash_ok, load_weights_checked, package_weights_file, resolve_weights
 
 __all__ = ["build_backbone", "build_imagenet_classifier", "check_input_shape"]
 
@@ -153,9 +154,6 @@ def build_imagenet_classifier(name, input_shape=None):
         >>> int(model.predict((cat - 127) / 128).argmax())  # doctest: +SKIP
         285
     """
-    from ._torch_file import read_torch_state_dict
-    from ._weights import package_weights_file
-
     spec = get_backbone(name)
     if not spec.weights_package:
         raise InputError(

@@ -8,6 +8,7 @@ dictionaries (one for sizes, one for constructors, ...) do.
 
 from __future__ import annotations
 
+import inspect
 import dataclasses
 import fnmatch
 import re
@@ -248,8 +249,6 @@ def register_backbone(obj=None, *, replace: bool = False):
 
 
 def _clean_doc(doc: str) -> str:
-    import inspect
-
     return inspect.cleandoc(doc)
 
 

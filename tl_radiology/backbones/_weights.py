@@ -195,8 +195,7 @@ def convert_state_dict_weights(backbone, state_dict_file, *, origin: str | None 
             staging = tmp.with_name(tmp.name + ".weights.h5")  # Keras insists on the .weights.h5 ending
             try:
                 model.save_weights(staging)
-                verify = spec.constructor(include_top=False, weights=None,
-                                          input_shape=(spec.min_size, spec.min_size, 3))
+                verify = _blank_backbone(spec)
                 load_weights_checked(verify, staging, spec)
                 os.replace(staging, tmp)
             finally:
@@ -214,10 +213,17 @@ def convert_state_dict_weights(backbone, state_dict_file, *, origin: str | None 
     return target
 
 
+def _blank_backbone(spec: BackboneSpec):
+    """The backbone at its minimum size with random weights: enough to check a weights file's every variable."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return spec.constructor(include_top=False, weights=None, input_shape=(spec.min_size, spec.min_size, 3))
+
+
 def _converted_model(spec: BackboneSpec, source: Path):
     """A 3-channel build of the backbone holding the state dict's weights (read safely, every tensor checked)."""
     state = read_torch_state_dict(source)
-    model = spec.constructor(include_top=False, weights=None, input_shape=(spec.min_size, spec.min_size, 3))
+    model = _blank_backbone(spec)
     spec.weights_converter(state, model, str(source))
     return model
 
@@ -556,8 +562,6 @@ def import_weights(file, backbone, *, overwrite: bool = False) -> dict:
     Example:
         >>> import_weights("vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", "vgg16")  # doctest: +SKIP
     """
-    from ._build import build_backbone
-
     spec = get_backbone(backbone)
     if not spec.weights_file:
         raise InputError(f"Backbone {spec.name!r} has no registered ImageNet weights file to import into.")
@@ -566,7 +570,7 @@ def import_weights(file, backbone, *, overwrite: bool = False) -> dict:
     if str(file).lower().endswith(_TORCH_SUFFIXES):
         return _import_state_dict(spec, Path(file).expanduser(), overwrite=overwrite)
     source = _resolve_file(file)
-    check = build_backbone(spec.name, input_shape=(spec.min_size, spec.min_size, 3), weights=None)
+    check = _blank_backbone(spec)
     load_weights_checked(check, source, spec)
 
     target = keras_cache_dir() / spec.weights_file
@@ -594,7 +598,7 @@ def import_weights(file, backbone, *, overwrite: bool = False) -> dict:
         with atomic_path(target) as tmp:
             with h5py.File(tmp, "w") as fh:
                 legacy_h5_format.save_weights_to_hdf5_group(fh, check)
-            verify = build_backbone(spec.name, input_shape=(spec.min_size, spec.min_size, 3), weights=None)
+            verify = _blank_backbone(spec)
             load_weights_checked(verify, tmp, spec)
     return _import_result(spec, source, target, converted=not legacy, replaced=replaced, unchanged=False)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 import argparse
 
 HELP = "split a manifest by patient into train/val/test and seal the test set"
@@ -61,8 +62,6 @@ def register(subparsers, common) -> None:
 
 def run(args) -> int:
     """Run ``split`` with parsed arguments; returns the exit status."""
-    import warnings
-
     from tl_radiology._progress import status
     from tl_radiology.data import Manifest, RunDir
 

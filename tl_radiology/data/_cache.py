@@ -59,6 +59,7 @@ from .._progress import Progress
 from .._pseudonym import pseudonym_key
 from ._hashing import image_files, sha256_file
 from ._loader import CaseLoader, case_label
+from .._version import __version__
 
 __all__ = ["CaseCache", "CACHE_FORMAT_VERSION", "check_same_shape"]
 
@@ -92,8 +93,6 @@ _CACHEDIR_TAG = (
 def _code_versions() -> dict[str, str]:
     """Versions of the code that turns files into arrays; an upgrade may change pixels, so it changes keys."""
     from importlib import metadata
-
-    from .._version import __version__
 
     versions = {"tl_radiology": __version__}
     for package in ("pydicom", "scikit-image", "scipy"):

@@ -16,11 +16,11 @@ import pandas as pd
 from .._atomic import atomic_write_text
 from .._errors import InputError, ManifestError
 from .._options import look_up_option
+from ..config import TASKS
 from .._pseudonym import pseudonymize
 
 __all__ = ["Manifest", "TASKS", "SPLITS", "RESERVED_COLUMNS", "format_problems", "class_sort_key"]
 
-TASKS = ("binary", "multiclass", "multilabel", "regression")
 SPLITS = ("train", "val", "test")
 # Names the case table uses for its own columns; a manifest column with one of these names would be ambiguous.
 RESERVED_COLUMNS = ("case_id", "patient", "label", "split", "row")

@@ -24,11 +24,14 @@ Keras is imported inside the functions, so importing ``tl_radiology.evaluation``
 
 from __future__ import annotations
 
+import json
 import weakref
 
 import numpy as np
 
-from .._errors import InputError
+from .._errors import InputError, OptionError
+from .._atomic import atomic_write_json
+from .._options import look_up_option
 
 __all__ = ["grad_cam", "class_activation_map", "overlay", "explain_target", "record_recipe_file",
            "load_run_recipe_file", "RECIPE_FILE_RECORD"]
@@ -132,7 +135,6 @@ def explain_target(model, *, layer: str | None = None, backbone: str | None = No
             f"Cannot tell which backbone model {keras_model.name!r} uses (it was not built in this process). Pass "
             "backbone='<registry name>' (model.json's 'backbone') or layer='<layer name>' to grad_cam."
         )
-    from .._errors import OptionError
     from ..backbones import get_backbone
 
     try:
@@ -162,7 +164,6 @@ def record_recipe_file(run_dir, recipe):
     """
     from pathlib import Path
 
-    from .._atomic import atomic_write_json
     from ..data import sha256_file
 
     if not isinstance(recipe, (str, Path)):
@@ -188,7 +189,6 @@ def load_run_recipe_file(run_dir, recipe_file=None):
     Raises:
         InputError: the given file does not exist or cannot be run; a recorded one that fails to run.
     """
-    import json
     from pathlib import Path
 
     from ..recipe import load_recipe
@@ -544,8 +544,6 @@ def overlay(image, heatmap, *, alpha: float = 0.4, colormap: str = "jet", channe
         ((64, 64, 3), dtype('uint8'))
     """
     from matplotlib import colormaps
-
-    from .._options import look_up_option
 
     img = np.asarray(image, dtype=np.float32)
     if img.ndim == 2:

@@ -31,6 +31,7 @@ from .._atomic import atomic_directory
 from ..data import RunDir
 from . import _runfiles as files
 from ._scoring import key_metric_rows
+from .._errors import RunDirError
 
 __all__ = ["write_report", "REPORT_SECTIONS"]
 
@@ -559,7 +560,6 @@ def write_report(run_dir) -> Path:
         PosixPath('runs/a/report/report.html')
     """
     run = RunDir(run_dir)
-    from .._errors import RunDirError
 
     if not run.split_json.is_file():
         raise RunDirError(

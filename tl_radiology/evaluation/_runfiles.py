@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .._atomic import RunLock
-from .._errors import RunDirError
+from .._errors import InputError, RunDirError
 
 __all__ = [
     "VAL_PREDICTIONS",
@@ -115,8 +115,6 @@ def check_site_name(name) -> str:
     Raises:
         InputError: an empty name, a path, ``..``, spaces or other characters.
     """
-    from .._errors import InputError
-
     text = "" if name is None else str(name)
     if not _SITE_NAME.fullmatch(text):
         raise InputError(

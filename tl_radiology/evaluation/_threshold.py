@@ -15,11 +15,11 @@ from sklearn.metrics import roc_curve
 
 from .._errors import InputError
 from .._options import look_up_option
+from ..config import THRESHOLD_METHODS
 from ._checks import as_binary_labels, as_probabilities, check_same_length
 
 __all__ = ["ThresholdChoice", "choose_threshold"]
 
-_METHODS = ("youden", "sensitivity", "specificity")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +94,7 @@ def choose_threshold(y_val, p_val, method: str = "youden", target: float | None 
         >>> round(choice.threshold, 3), choice.sensitivity, choice.specificity
         (0.225, 1.0, 0.5)
     """
-    method = look_up_option(method, _METHODS, what="threshold method",
+    method = look_up_option(method, THRESHOLD_METHODS, what="threshold method",
                             fix="Use 'youden', or 'sensitivity' / 'specificity' with a target such as 0.9.")
     if method == "youden":
         if target is not None:

@@ -13,7 +13,7 @@ Example:
 """
 
 from ._adapters import ADAPTERS, adapt_input_conv
-from ._build import OPTIMIZERS, build_model, compile_model, model_info, unfreeze_layer_groups
+from ._build import OPTIMIZERS, build_model, compile_model, dtype_policy_scope, model_info, unfreeze_layer_groups
 from ._heads import TASKS, TaskSpec
 from ._layers import BackbonePreprocess
 
@@ -22,6 +22,7 @@ __all__ = [
     "compile_model",
     "model_info",
     "unfreeze_layer_groups",
+    "dtype_policy_scope",
     "TaskSpec",
     "adapt_input_conv",
     "BackbonePreprocess",

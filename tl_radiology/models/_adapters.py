@@ -17,10 +17,10 @@ import keras
 
 from .._errors import InputError
 from ..backbones import build_backbone, get_backbone
+from ..config import ADAPTERS
 
 __all__ = ["ADAPTERS", "adapt_input_conv", "apply_adapter", "build_stem_backbone", "transfer_adapted_weights"]
 
-ADAPTERS = ("replicate", "projection", "stem")
 
 
 def adapt_input_conv(kernel, num_channels: int) -> np.ndarray:

@@ -12,18 +12,15 @@ import keras
 from .._version import __version__
 from .._errors import InputError
 from .._options import look_up_option
+from ..config import OPTIMIZERS, POOLINGS, PRECISIONS
 from ..backbones import build_backbone, check_input_shape, get_backbone, weights_identity
 from ._adapters import ADAPTERS, apply_adapter, build_stem_backbone
 from ._heads import TaskSpec
 from ._layers import BackbonePreprocess
 
-__all__ = ["build_model", "compile_model", "model_info", "unfreeze_layer_groups", "OPTIMIZERS", "PRECISIONS"]
+__all__ = ["build_model", "compile_model", "model_info", "unfreeze_layer_groups", "dtype_policy_scope", "OPTIMIZERS",
+           "PRECISIONS"]
 
-POOLINGS = ("avg", "max")
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
-#: Numeric precisions of the backbone: ``"float32"`` (default) or ``"mixed_bfloat16"`` (bfloat16 arithmetic on
-#: float32 variables; see :func:`build_model`).
-PRECISIONS = ("float32", "mixed_bfloat16")
 
 # What each model was built from. Kept beside the model rather than on it: Keras tracks attributes set on
 # models, and the record is written to model.json by whoever saves the model (it does not travel in .keras).

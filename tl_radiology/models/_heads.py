@@ -15,10 +15,10 @@ from keras import ops
 
 from .._errors import InputError
 from .._options import look_up_option
+from ..config import TASKS
 
 __all__ = ["TaskSpec", "TASKS", "SparseAUC", "SmoothedSparseCategoricalCrossentropy"]
 
-TASKS = ("binary", "multiclass", "multilabel", "regression")
 _REGRESSION_LOSSES = ("mse", "mae")
 
 

@@ -7,6 +7,8 @@ has seen), and so is a different manifest file.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 import warnings
 
@@ -15,6 +17,7 @@ from .._progress import status
 from ..data import Manifest, RunDir, sha256_file
 from ..recipe import Recipe
 from ._result import RECIPE_JSON
+from .._atomic import atomic_write_json
 
 __all__ = ["check_existing_split", "read_manifest", "make_split", "wait_for_split", "split_counts",
            "check_not_evaluated", "check_test_cases_load"]
@@ -106,11 +109,6 @@ def check_test_cases_load(run: RunDir, recipe: Recipe, loader) -> None:
     Checked once per run directory and loader (remembered in ``test_readable.json``), so a rerun does not read the
     test images again. Only readability and shape are looked at: the test set is not opened (nothing recorded).
     """
-    import hashlib
-    import json
-
-    from .._atomic import atomic_write_json
-
     key = hashlib.sha256(json.dumps(loader.get_config(), sort_keys=True, default=str).encode()).hexdigest()[:16]
     record = run.path / "test_readable.json"
     lock_sha = sha256_file(run.test_lock)

@@ -30,6 +30,7 @@ from ._results import check_settings
 from ._run import check_count, data_fingerprint, finish_search, prepare_project
 from ._space import SearchSpace
 from ._tuner import RecordingMixin, make_oracle, mean_metrics, quiet_stdout, reload_project, trial_tracebacks
+from ..config import PRECISIONS
 
 __all__ = ["feature_search", "CLASSIFIER_SPACES", "FEATURE_OBJECTIVES"]
 
@@ -75,7 +76,7 @@ def _allowed_types(value) -> tuple[type, ...]:
 def _classifier_entries(classifiers) -> dict:
     """``{classifier: {param: _Entry}}`` from the ``classifiers`` argument, each parameter checked."""
     from ..training import make_classifier
-    from ..training._features import CLASSIFIERS
+    from ..training import CLASSIFIERS
 
     names = list(CLASSIFIERS)
     if classifiers is None:
@@ -355,7 +356,6 @@ def feature_search(
     distributed = resolve_distributed(distributed)
     chief = distributed is not None and distributed.is_chief
     worker = distributed is not None and not chief
-    from ..training._config import PRECISIONS
 
     precision = look_up_option(precision, PRECISIONS, what="precision")
     options = {"weights": weights, "input_size": input_size, "adapter": adapter, "pooling": pooling,

@@ -19,6 +19,7 @@ import keras_tuner
 
 from .._errors import InputError
 from .._options import look_up_option
+from ..config import TASKS
 from .. import _progress
 from ._folds import label_text, pool_cases
 from ._space import SearchSpace
@@ -26,7 +27,6 @@ from ._space import SearchSpace
 __all__ = ["TransferHyperModel", "objective_direction", "available_objectives", "hyperband_schedule",
            "infer_classes", "TASKS"]
 
-TASKS = ("binary", "multiclass", "multilabel", "regression")
 #: Validation metrics a fine-tuned model reports (TaskSpec's metrics with ``val_``), and their directions.
 _DIRECTIONS = {"val_loss": "min", "val_accuracy": "max", "val_auc": "max", "val_mae": "min", "val_rmse": "min"}
 

@@ -18,11 +18,12 @@ from ._augment import make_augmentation
 from ._class_weights import class_weights_from_labels
 from ._config import FineTuneConfig
 from ._curves import overfitting_note, plot_training_curves, stack_curve_images
-from ._features import BackboneFeatures, make_classifier
+from ._features import CLASSIFIERS, BackboneFeatures, make_classifier
 from ._finetune import EpochProgress, FineTuneResult, build_for_config, fine_tune, fit_two_phases
 from ._trained import TrainedModel
 
 __all__ = [
+    "CLASSIFIERS",
     "EpochProgress",
     "stack_curve_images",
     "FineTuneConfig",

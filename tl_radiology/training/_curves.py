@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 import os
 from pathlib import Path
 
@@ -165,8 +166,6 @@ def plot_training_curves(history, path, *, monitor: str | None = None, best_epoc
     if title:
         fig.suptitle(title)
     if note:
-        import textwrap
-
         fig.text(0.01, 0.01, "\n".join(textwrap.wrap(note, 140)), color="firebrick", fontsize=8, ha="left",
                  va="bottom")
         fig.tight_layout(rect=(0, 0.12, 1, 1))

@@ -262,7 +262,7 @@ class BackboneFeatures(TransformerMixin, BaseEstimator):
         import keras
 
         from ..models import build_model
-        from ..models._build import dtype_policy_scope
+        from ..models import dtype_policy_scope
 
         params = params or self._validated_params()
         spec = params["spec"]

@@ -29,6 +29,7 @@ from ._config import MONITORS, FineTuneConfig
 from ._curves import plot_training_curves
 from ._optim import group_learning_rate_factors, make_layerwise_optimizer
 from ._trained import save_keras_model
+from .._options import look_up_option
 
 __all__ = ["FineTuneResult", "build_for_config", "fit_two_phases", "fine_tune", "PHASES", "EpochProgress"]
 
@@ -588,7 +589,6 @@ def fine_tune(
     if isinstance(task, TaskSpec):
         task_spec = task
     else:
-        from .._options import look_up_option
         from ..models import TASKS
 
         name = look_up_option(task, TASKS, what="task")
