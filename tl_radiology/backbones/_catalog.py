@@ -14,10 +14,25 @@ from __future__ import annotations
 
 import functools
 
-import keras
-
 from ._lite import LITE_VARIANTS, convert_lite_state_dict, efficientnet_lite
 from ._registry import BackboneSpec, register_backbone
+
+
+def _app(name: str):
+    """The ``keras.applications`` constructor ``name``, imported when a backbone is built.
+
+    Listing the registry (``tl-radiology backbones``, ``weights status``, checking a recipe) must not import
+    TensorFlow, so the catalog holds these small stand-ins instead of Keras' functions.
+    """
+
+    def construct(**kwargs):
+        import keras  # deferred: see above
+
+        return getattr(keras.applications, name)(**kwargs)
+
+    construct.__name__ = construct.__qualname__ = name
+    construct.__doc__ = f"keras.applications.{name}, imported on first use."
+    return construct
 
 _KERAS_WEIGHTS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
@@ -40,7 +55,7 @@ def vgg16():
     512 pooled features; layer groups ``block1..block5``.
     """
     return BackboneSpec(
-        name="vgg16", constructor=keras.applications.VGG16, preprocess="caffe", default_size=224, min_size=32,
+        name="vgg16", constructor=_app("VGG16"), preprocess="caffe", default_size=224, min_size=32,
         feature_dim=512, layer_groups=_vgg_groups(), last_conv_layer="block5_conv3",
         weights_file="vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
         weights_hash="6d6bbae143d832006294945121d1f1fc",
@@ -56,7 +71,7 @@ def vgg19():
     Default input 224x224 (minimum 32x32); ``caffe`` preprocessing. 512 pooled features; groups ``block1..block5``.
     """
     return BackboneSpec(
-        name="vgg19", constructor=keras.applications.VGG19, preprocess="caffe", default_size=224, min_size=32,
+        name="vgg19", constructor=_app("VGG19"), preprocess="caffe", default_size=224, min_size=32,
         feature_dim=512, layer_groups=_vgg_groups(), last_conv_layer="block5_conv4",
         weights_file="vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
         weights_hash="253f8cb515780f3b799900260a226db6",
@@ -85,7 +100,7 @@ def resnet50():
 
     2048 pooled features; layer groups ``conv1..conv5``.
     """
-    return _resnet("resnet50", keras.applications.ResNet50, "4d473c1dd8becc155b73f8504c6f6626", v2=False)
+    return _resnet("resnet50", _app("ResNet50"), "4d473c1dd8becc155b73f8504c6f6626", v2=False)
 
 
 @register_backbone
@@ -94,7 +109,7 @@ def resnet101():
 
     2048 pooled features; layer groups ``conv1..conv5``.
     """
-    return _resnet("resnet101", keras.applications.ResNet101, "88cf7a10940856eca736dc7b7e228a21", v2=False)
+    return _resnet("resnet101", _app("ResNet101"), "88cf7a10940856eca736dc7b7e228a21", v2=False)
 
 
 @register_backbone
@@ -103,7 +118,7 @@ def resnet152():
 
     2048 pooled features; layer groups ``conv1..conv5``.
     """
-    return _resnet("resnet152", keras.applications.ResNet152, "ee4c566cf9a93f14d82f913c2dc6dd0c", v2=False)
+    return _resnet("resnet152", _app("ResNet152"), "ee4c566cf9a93f14d82f913c2dc6dd0c", v2=False)
 
 
 @register_backbone
@@ -112,7 +127,7 @@ def resnet50v2():
 
     2048 pooled features; layer groups ``conv1..conv5`` (the final ``post_bn``/``post_relu`` in ``conv5``).
     """
-    return _resnet("resnet50v2", keras.applications.ResNet50V2, "fac2f116257151a9d068a22e544a4917", v2=True)
+    return _resnet("resnet50v2", _app("ResNet50V2"), "fac2f116257151a9d068a22e544a4917", v2=True)
 
 
 @register_backbone
@@ -121,7 +136,7 @@ def resnet101v2():
 
     2048 pooled features; layer groups ``conv1..conv5``.
     """
-    return _resnet("resnet101v2", keras.applications.ResNet101V2, "c0ed64b8031c3730f411d2eb4eea35b5", v2=True)
+    return _resnet("resnet101v2", _app("ResNet101V2"), "c0ed64b8031c3730f411d2eb4eea35b5", v2=True)
 
 
 @register_backbone
@@ -130,7 +145,7 @@ def resnet152v2():
 
     2048 pooled features; layer groups ``conv1..conv5``.
     """
-    return _resnet("resnet152v2", keras.applications.ResNet152V2, "ed17cf2e0169df9d443503ef94b23b33", v2=True)
+    return _resnet("resnet152v2", _app("ResNet152V2"), "ed17cf2e0169df9d443503ef94b23b33", v2=True)
 
 
 # ------------------------------------------------------------------------------------- Inception, Xception
@@ -143,7 +158,7 @@ def inception_v3():
     stem joins ``mixed0``).
     """
     return BackboneSpec(
-        name="inception_v3", constructor=keras.applications.InceptionV3, preprocess="tf", default_size=299,
+        name="inception_v3", constructor=_app("InceptionV3"), preprocess="tf", default_size=299,
         min_size=75, feature_dim=2048,
         # Keras names two inner concatenations mixed9_0 (in block 9) and mixed9_1 (in block 10).
         layer_groups=tuple((f"mixed{i}", rf"^mixed{i}$") for i in range(9))
@@ -167,7 +182,7 @@ def inception_resnet_v2():
     patterns = (r"^mixed_5b$", r"^block35_", r"^mixed_6a$", r"^block17_", r"^mixed_7a$", r"^block8_", r"^conv_7b")
     file = "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5"
     return BackboneSpec(
-        name="inception_resnet_v2", constructor=keras.applications.InceptionResNetV2, preprocess="tf",
+        name="inception_resnet_v2", constructor=_app("InceptionResNetV2"), preprocess="tf",
         default_size=299, min_size=75, feature_dim=1536, layer_groups=tuple(zip(names, patterns)),
         last_conv_layer="conv_7b_ac", unmatched_layers="next",
         weights_file=file, weights_hash="d19885ff4a710c122648d3b5c3b684e4",
@@ -182,7 +197,7 @@ def xception():
     2048 pooled features; layer groups ``block1..block14``.
     """
     return BackboneSpec(
-        name="xception", constructor=keras.applications.Xception, preprocess="tf", default_size=299,
+        name="xception", constructor=_app("Xception"), preprocess="tf", default_size=299,
         min_size=71, feature_dim=2048, layer_groups=tuple((f"block{i}", rf"^block{i}_") for i in range(1, 15)),
         last_conv_layer="block14_sepconv2_act",
         weights_file="xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
@@ -217,7 +232,7 @@ def densenet121():
 
     1024 pooled features; layer groups ``conv1..conv5`` (transition ``poolN`` layers close group ``convN``).
     """
-    return _densenet("densenet121", keras.applications.DenseNet121, 1024, "30ee3e1110167f948a6b9946edeeb738")
+    return _densenet("densenet121", _app("DenseNet121"), 1024, "30ee3e1110167f948a6b9946edeeb738")
 
 
 @register_backbone
@@ -226,7 +241,7 @@ def densenet169():
 
     1664 pooled features; layer groups ``conv1..conv5``.
     """
-    return _densenet("densenet169", keras.applications.DenseNet169, 1664, "b8c4d4c20dd625c148057b9ff1c1176b")
+    return _densenet("densenet169", _app("DenseNet169"), 1664, "b8c4d4c20dd625c148057b9ff1c1176b")
 
 
 @register_backbone
@@ -235,7 +250,7 @@ def densenet201():
 
     1920 pooled features; layer groups ``conv1..conv5``.
     """
-    return _densenet("densenet201", keras.applications.DenseNet201, 1920, "c13680b51ded0fb44dff2d8f86ac8bb1")
+    return _densenet("densenet201", _app("DenseNet201"), 1920, "c13680b51ded0fb44dff2d8f86ac8bb1")
 
 
 # ------------------------------------------------------------------------------------------------ MobileNet
@@ -259,7 +274,7 @@ def mobilenet():
         ("stage5", blocks([12, 13])),
     )
     return BackboneSpec(
-        name="mobilenet", constructor=keras.applications.MobileNet, preprocess="tf", default_size=224,
+        name="mobilenet", constructor=_app("MobileNet"), preprocess="tf", default_size=224,
         min_size=32, feature_dim=1024, layer_groups=groups, last_conv_layer="conv_pw_13_relu",
         weights_file="mobilenet_1_0_224_tf_no_top.h5", weights_hash=None,
         weights_url=_KERAS_WEIGHTS + "mobilenet/mobilenet_1_0_224_tf_no_top.h5", family="MobileNet",
@@ -287,7 +302,7 @@ def mobilenet_v2():
     )
     file = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
     return BackboneSpec(
-        name="mobilenet_v2", constructor=keras.applications.MobileNetV2, preprocess="tf", default_size=224,
+        name="mobilenet_v2", constructor=_app("MobileNetV2"), preprocess="tf", default_size=224,
         min_size=32, feature_dim=1280, layer_groups=groups, last_conv_layer="out_relu",
         weights_file=file, weights_hash=None, weights_url=_KERAS_WEIGHTS + "mobilenet_v2/" + file,
         family="MobileNet",
@@ -325,7 +340,7 @@ def mobilenet_v3_small():
     ``stem, stage1..stage4, top``.
     """
     return _mobilenet_v3(
-        "mobilenet_v3_small", keras.applications.MobileNetV3Small, 576,
+        "mobilenet_v3_small", _app("MobileNetV3Small"), 576,
         ([0], [1, 2], range(3, 8), range(8, 11)), "small_224_1.0_float", "d3e8ec802a04aa4fc771ee12a9a9b836",
     )
 
@@ -338,7 +353,7 @@ def mobilenet_v3_large():
     ``stem, stage1..stage5, top``.
     """
     return _mobilenet_v3(
-        "mobilenet_v3_large", keras.applications.MobileNetV3Large, 960,
+        "mobilenet_v3_large", _app("MobileNetV3Large"), 960,
         ([0], [1, 2], range(3, 6), range(6, 12), range(12, 15)), "large_224_1.0_float",
         "07fb09a5933dd0c8eaafa16978110389",
     )
@@ -354,6 +369,7 @@ _IMAGENET_STDDEV_RGB = (0.229, 0.224, 0.225)
 
 
 def _efficientnet_imagenet_fixup(model) -> None:
+    import keras  # deferred: the catalog stays light (see _app)
     import numpy as np
 
     for layer in model.layers:
@@ -386,7 +402,7 @@ def efficientnet_b0():
     Preprocessing ``none``: the model normalises 0..255 inputs itself (ImageNet mean/std held in its weights).
     1280 pooled features; layer groups ``stem, block1..block7, top``.
     """
-    return _efficientnet("efficientnet_b0", "efficientnetb0", keras.applications.EfficientNetB0, 224, 1280,
+    return _efficientnet("efficientnet_b0", "efficientnetb0", _app("EfficientNetB0"), 224, 1280,
                          "50bc09e76180e00e4465e1a485ddc09d")
 
 
@@ -396,7 +412,7 @@ def efficientnet_b1():
 
     1280 pooled features; layer groups ``stem, block1..block7, top``.
     """
-    return _efficientnet("efficientnet_b1", "efficientnetb1", keras.applications.EfficientNetB1, 240, 1280,
+    return _efficientnet("efficientnet_b1", "efficientnetb1", _app("EfficientNetB1"), 240, 1280,
                          "74c4e6b3e1f6a1eea24c589628592432")
 
 
@@ -406,7 +422,7 @@ def efficientnet_b2():
 
     1408 pooled features; layer groups ``stem, block1..block7, top``.
     """
-    return _efficientnet("efficientnet_b2", "efficientnetb2", keras.applications.EfficientNetB2, 260, 1408,
+    return _efficientnet("efficientnet_b2", "efficientnetb2", _app("EfficientNetB2"), 260, 1408,
                          "111f8e2ac8aa800a7a99e3239f7bfb39")
 
 
@@ -416,7 +432,7 @@ def efficientnet_b3():
 
     1536 pooled features; layer groups ``stem, block1..block7, top``.
     """
-    return _efficientnet("efficientnet_b3", "efficientnetb3", keras.applications.EfficientNetB3, 300, 1536,
+    return _efficientnet("efficientnet_b3", "efficientnetb3", _app("EfficientNetB3"), 300, 1536,
                          "af6d107764bb5b1abb91932881670226")
 
 
@@ -438,7 +454,7 @@ def efficientnetv2_b0():
     Preprocessing ``none``: the model applies ImageNet mean/std to 0..255 inputs itself. 1280 pooled features;
     layer groups ``stem, block1..block6, top``.
     """
-    return _efficientnet_v2("efficientnetv2_b0", "efficientnetv2-b0", keras.applications.EfficientNetV2B0, 224,
+    return _efficientnet_v2("efficientnetv2_b0", "efficientnetv2-b0", _app("EfficientNetV2B0"), 224,
                             1280, "893217f2bb855e2983157299931e43ff")
 
 
@@ -448,7 +464,7 @@ def efficientnetv2_b1():
 
     1280 pooled features; layer groups ``stem, block1..block6, top``.
     """
-    return _efficientnet_v2("efficientnetv2_b1", "efficientnetv2-b1", keras.applications.EfficientNetV2B1, 240,
+    return _efficientnet_v2("efficientnetv2_b1", "efficientnetv2-b1", _app("EfficientNetV2B1"), 240,
                             1280, "0e80663031ca32d657f9caa404b6ec37")
 
 
@@ -458,7 +474,7 @@ def efficientnetv2_b2():
 
     1408 pooled features; layer groups ``stem, block1..block6, top``.
     """
-    return _efficientnet_v2("efficientnetv2_b2", "efficientnetv2-b2", keras.applications.EfficientNetV2B2, 260,
+    return _efficientnet_v2("efficientnetv2_b2", "efficientnetv2-b2", _app("EfficientNetV2B2"), 260,
                             1408, "1dfe2e7a5d45b6632553a8961ea609eb")
 
 
@@ -468,7 +484,7 @@ def efficientnetv2_b3():
 
     1536 pooled features; layer groups ``stem, block1..block6, top``.
     """
-    return _efficientnet_v2("efficientnetv2_b3", "efficientnetv2-b3", keras.applications.EfficientNetV2B3, 300,
+    return _efficientnet_v2("efficientnetv2_b3", "efficientnetv2-b3", _app("EfficientNetV2B3"), 300,
                             1536, "f6abf7b5849ac99a89b50dd3fd532856")
 
 
@@ -548,7 +564,7 @@ def convnext_tiny():
     Preprocessing ``none``: the model applies ImageNet mean/std to 0..255 inputs itself. 768 pooled features;
     layer groups ``stem, stage0..stage3``.
     """
-    return _convnext("convnext_tiny", keras.applications.ConvNeXtTiny,
+    return _convnext("convnext_tiny", _app("ConvNeXtTiny"),
                      "d547c096cabd03329d7be5562c5e14798aa39ed24b474157cef5e85ab9e49ef1")
 
 
@@ -558,6 +574,6 @@ def convnext_small():
 
     768 pooled features; layer groups ``stem, stage0..stage3``.
     """
-    return _convnext("convnext_small", keras.applications.ConvNeXtSmall,
+    return _convnext("convnext_small", _app("ConvNeXtSmall"),
                      "6fc8009faa2f00c1c1dfce59feea9b0745eb260a7dd11bee65c8e20843da6eab")
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 import string
 
-import keras
 import numpy as np
 
 from .._errors import InputError
@@ -82,10 +81,14 @@ def lite_block_names(variant: str) -> list[str]:
 
 
 def _relu6(name):
+    import keras  # deferred: the registry imports this module and must stay light
+
     return keras.layers.ReLU(max_value=6.0, name=name)
 
 
 def _bn(name):
+    import keras  # deferred, as above
+
     return keras.layers.BatchNormalization(epsilon=_BN_EPSILON, name=name)
 
 
@@ -105,6 +108,8 @@ def efficientnet_lite(variant: str, include_top: bool = False, weights=None, inp
         A ``keras.Model`` from ``(H, W, C)`` inputs already scaled as ``(x - 127) / 128`` to the last feature map
         ``(H/32, W/32, 1280)`` (or class probabilities with ``include_top``).
     """
+    import keras  # deferred: the registry imports this module and must stay light
+
     if variant not in LITE_VARIANTS:
         raise InputError(f"Unknown EfficientNet-Lite variant {variant!r}; expected one of {sorted(LITE_VARIANTS)}.")
     if weights is not None:

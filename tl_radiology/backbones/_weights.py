@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -59,17 +60,24 @@ def keras_cache_dir() -> Path:
     Returns:
         The ``models`` folder (it may not exist yet).
     """
-    try:
-        from keras.src.backend.config import keras_home
+    if "keras" in sys.modules:  # Keras fixed its folder when it was imported: ask it
+        try:
+            from keras.src.backend.config import keras_home
 
-        base = keras_home()
-    except ImportError:  # pragma: no cover - older or reorganised Keras: the same rule, written out.
-        home = os.path.expanduser("~")
-        base = os.environ.get("KERAS_HOME") or os.path.join(home if os.access(home, os.W_OK) else "/tmp", ".keras")
+            base = keras_home()
+        except ImportError:  # pragma: no cover - older or reorganised Keras
+            base = _keras_home_rule()
+    else:  # the same rule, without importing Keras (and TensorFlow) to list weights files
+        base = _keras_home_rule()
     base = os.path.expanduser(base)
     if not os.access(base, os.W_OK):
         base = os.path.join("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir(), ".keras")
     return Path(base) / "models"
+
+
+def _keras_home_rule() -> str:
+    home = os.path.expanduser("~")
+    return os.environ.get("KERAS_HOME") or os.path.join(home if os.access(home, os.W_OK) else "/tmp", ".keras")
 
 
 # ------------------------------------------------------------------------------------------------ hashing

@@ -24,6 +24,7 @@ __all__ = [
     "CLASS_WEIGHTINGS",
     "FLIPS",
     "MONITORS",
+    "CT_WINDOWS",
 ]
 
 #: What a model predicts: one of two classes, one of several, several labels at once, or a number.
@@ -59,4 +60,20 @@ MONITORS = {
     "val_accuracy": "max",
     "val_mae": "min",
     "val_rmse": "min",
+}
+#: Named CT windows as (center, width) in HU, from Radiopaedia "Windowing (CT)"; ``tl_radiology.transforms.Window``
+#: applies them, a recipe's ``windows`` names them.
+CT_WINDOWS = {
+    "lung": (-600.0, 1500.0),  # chest, lungs W:1500 L:-600
+    "mediastinum": (50.0, 350.0),  # chest, mediastinum W:350 L:50
+    "bone": (400.0, 1800.0),  # spine, bone W:1800 L:400
+    "brain": (40.0, 80.0),  # head, brain W:80 L:40
+    # head, subdural W:130-300 L:50-100: the middle of both ranges.
+    "subdural": (75.0, 215.0),
+    # head, stroke W:8 L:32 or W:40 L:40: the second, the "stroke window" of Turner & Holdsworth (BJR 2011);
+    # an 8 HU wide window saturates almost every pixel of a network's input.
+    "stroke": (40.0, 40.0),
+    "liver": (30.0, 150.0),  # abdomen, liver W:150 L:30
+    "abdomen": (50.0, 400.0),  # abdomen, soft tissues W:400 L:50
+    "soft_tissue": (50.0, 400.0),  # alias of "abdomen" (same values, listed for findability)
 }

@@ -15,6 +15,7 @@ from .._errors import OptionError, TLRadiologyError
 from .._options import look_up_option
 from ..config import (
     CLASSIFIER_NAMES,
+    CT_WINDOWS,
     EXPECTS,
     INTENSITIES,
     MODES,
@@ -40,6 +41,7 @@ def check_recipe(recipe) -> None:
     if not _NAME.fullmatch(recipe.name):
         recipe._fail("name", "a short name of letters, digits, '_', '-', '.' (it names files and runs)")
     recipe._option("task", TASKS, "task")
+    _check_classes(recipe)
     for field in ("label_columns", "image_columns"):
         if not getattr(recipe, field):
             recipe._fail(field, "at least one column name")
@@ -102,6 +104,33 @@ def check_recipe(recipe) -> None:
         _check_json(recipe, field)
     _check_model(recipe)
 
+def _check_classes(recipe) -> None:
+    """``class_names`` maps labels to distinct non-empty names; ``positive_class`` is for a binary task.
+
+    Whether the labels and the positive class exist is known only with the manifest: checked when the run starts
+    (:meth:`~tl_radiology.data.Manifest.resolve_classes`)."""
+    names = {str(k) if isinstance(k, int) and not isinstance(k, bool) else k: v
+             for k, v in recipe.class_names.items()}  # {0: "normal"} written in Python means label "0"
+    if any(not isinstance(k, str) or not k.strip() for k in names):
+        recipe._fail("class_names", "a JSON object of label -> name, e.g. {\"0\": \"normal\", \"1\": \"pneumonia\"}")
+    if any(not isinstance(v, str) or not v.strip() for v in names.values()):
+        recipe._fail("class_names", "a non-empty text name for each label, e.g. {\"0\": \"normal\", \"1\": "
+                                    "\"pneumonia\"}")
+    values = [v.strip() for v in names.values()]
+    if len(set(values)) != len(values):
+        recipe._fail("class_names", "a different name for each label")
+    object.__setattr__(recipe, "class_names", {k.strip(): v.strip() for k, v in names.items()})
+    if recipe.positive_class is not None:
+        if not recipe.positive_class.strip():
+            recipe._fail("positive_class", "a class label or name, or None (the second class in sorted order)")
+        object.__setattr__(recipe, "positive_class", recipe.positive_class.strip())
+        if recipe.task not in (None, "binary") or len(recipe.label_columns) > 1:
+            what = f"task={recipe.task!r}" if recipe.task not in (None, "binary") else "several label columns"
+            recipe._fail("positive_class", f"None with {what}: a positive class is for binary tasks")
+        if recipe.ordinal:
+            recipe._fail("positive_class", "None with ordinal=true (ordered grades have no positive class)")
+
+
 def _check_windows(recipe) -> None:
     windows = recipe.windows
     for i, item in enumerate(windows):
@@ -110,10 +139,8 @@ def _check_windows(recipe) -> None:
             if not width > 0:
                 recipe._fail("windows", f"a positive width in window {i} ('center:width')")
             continue
-        from ..transforms import WINDOW_PRESETS
-
         try:
-            look_up_option(item, WINDOW_PRESETS, what="window preset",
+            look_up_option(item, CT_WINDOWS, what="window preset",
                            fix="Or give 'center:width' in HU, e.g. '60:250'.")
         except OptionError as exc:
             raise OptionError(f"Recipe {recipe.name!r}: field windows (item {i}): {exc}") from None

@@ -20,13 +20,37 @@ Example:
     >>> result.best_config  # doctest: +SKIP
 """
 
-from ._distributed import DistributedConfig
-from ._features import feature_search
-from ._hypermodel import TransferHyperModel
-from ._progress import trial_progress
-from ._results import SearchResult, read_summary, summary_path_for, write_ensemble_summary
-from ._run import data_fingerprint, run_search
+import importlib
+
 from ._space import SearchSpace
+
+# The rest imports keras-tuner and TensorFlow; it is loaded on first use, so that checking a recipe's search
+# space stays light.
+_LAZY = {
+    "DistributedConfig": "_distributed",
+    "feature_search": "_features",
+    "TransferHyperModel": "_hypermodel",
+    "trial_progress": "_progress",
+    "SearchResult": "_results",
+    "read_summary": "_results",
+    "summary_path_for": "_results",
+    "write_ensemble_summary": "_results",
+    "data_fingerprint": "_run",
+    "run_search": "_run",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "SearchSpace",

@@ -14,13 +14,41 @@ Example:
     >>> result = fine_tune(train, val, config=config, task="binary", out_dir="runs/a")  # doctest: +SKIP
 """
 
-from ._augment import make_augmentation
-from ._class_weights import class_weights_from_labels
+import importlib
+
 from ._config import FineTuneConfig
-from ._curves import overfitting_note, plot_training_curves, stack_curve_images
-from ._features import CLASSIFIERS, BackboneFeatures, make_classifier
-from ._finetune import EpochProgress, FineTuneResult, build_for_config, fine_tune, fit_two_phases
-from ._trained import TrainedModel
+
+# Everything else imports TensorFlow; it is loaded on first use, so that checking a configuration (a recipe,
+# `tl-radiology recipes`) stays light.
+_LAZY = {
+    "make_augmentation": "_augment",
+    "class_weights_from_labels": "_class_weights",
+    "overfitting_note": "_curves",
+    "plot_training_curves": "_curves",
+    "stack_curve_images": "_curves",
+    "CLASSIFIERS": "_features",
+    "BackboneFeatures": "_features",
+    "make_classifier": "_features",
+    "EpochProgress": "_finetune",
+    "FineTuneResult": "_finetune",
+    "build_for_config": "_finetune",
+    "fine_tune": "_finetune",
+    "fit_two_phases": "_finetune",
+    "TrainedModel": "_trained",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "CLASSIFIERS",

@@ -15,6 +15,7 @@ import numpy as np
 
 from .._errors import InputError
 from .._options import look_up_option
+from ..config import CT_WINDOWS
 from ._base import Transform, as_float_image, check_number, format_shape
 
 __all__ = ["WINDOW_PRESETS", "Window", "MultiWindow", "ScaleIntensity"]
@@ -30,22 +31,7 @@ class WindowPreset(NamedTuple):
 # Typical values from Radiopaedia, "Windowing (CT)" (https://radiopaedia.org/articles/windowing-ct), written
 # there as W:width L:level. Institutions and vendors differ slightly; pass Window(center, width) for your own.
 # Where Radiopaedia gives a range or two settings, the comment says which value is used here and why.
-WINDOW_PRESETS = MappingProxyType(
-    {
-        "lung": WindowPreset(-600.0, 1500.0),  # chest, lungs W:1500 L:-600
-        "mediastinum": WindowPreset(50.0, 350.0),  # chest, mediastinum W:350 L:50
-        "bone": WindowPreset(400.0, 1800.0),  # spine, bone W:1800 L:400
-        "brain": WindowPreset(40.0, 80.0),  # head, brain W:80 L:40
-        # head, subdural W:130-300 L:50-100: the middle of both ranges.
-        "subdural": WindowPreset(75.0, 215.0),
-        # head, stroke W:8 L:32 or W:40 L:40: the second, the "stroke window" of Turner & Holdsworth (BJR 2011);
-        # an 8 HU wide window saturates almost every pixel of a network's input.
-        "stroke": WindowPreset(40.0, 40.0),
-        "liver": WindowPreset(30.0, 150.0),  # abdomen, liver W:150 L:30
-        "abdomen": WindowPreset(50.0, 400.0),  # abdomen, soft tissues W:400 L:50
-        "soft_tissue": WindowPreset(50.0, 400.0),  # alias of "abdomen" (same values, listed for findability)
-    }
-)
+WINDOW_PRESETS = MappingProxyType({name: WindowPreset(*values) for name, values in CT_WINDOWS.items()})
 
 
 class Window(Transform):
