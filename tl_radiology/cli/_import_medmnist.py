@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 HELP = "write a MedMNIST .npz file as PNG images and a manifest with the official split"
 
 DESCRIPTION = """\
@@ -10,6 +12,10 @@ lossless, byte-for-byte reproducible) under DIR/<split>/, and DIR/manifest.csv w
 split (the official split). MedMNIST has no patient ids: each image is its own patient.
 Data: MedMNIST v2 (Yang et al., Scientific Data 2023), CC BY 4.0; cite it and the source data set.
 """
+
+
+# The prebuilt recipe written for each MedMNIST file (docs/guides/walkthrough.md); other files: RECIPE.
+_RECIPES = {"pneumoniamnist": "chest_xray", "retinamnist": "retina_grade"}
 
 
 def register(subparsers, common) -> None:
@@ -38,5 +44,7 @@ def run(args) -> int:
     print(f"Wrote {len(frame)} PNG images and {path}")
     print(table.to_string())
     print("MedMNIST has no patient ids: each image is its own patient (patient-level grouping is not possible).")
-    print(f"Next: tl-radiology split {path} --out runs/NAME   (the official split is honoured)")
+    recipe = _RECIPES.get(Path(args.npz).stem.lower(), "RECIPE")
+    print(f"Next: tl-radiology run {recipe} --manifest {path} --out runs/{Path(args.out).name}   (split, search, "
+          "final model; the official split is honoured)")
     return 0

@@ -510,7 +510,8 @@ class RunDir:
                 )
             raise RunDirError(
                 f"Run directory {self.path} has no sealed test set (no test.lock). Make the split first: "
-                f"tl-radiology split MANIFEST --out {self.path}"
+                f"tl-radiology split MANIFEST --out {self.path} -- or, before evaluate, split, search and train in one "
+                f"command: tl-radiology run RECIPE --manifest CSV --out {self.path}"
             )
         check_record(self.path, _read_json(self.test_lock, "test.lock", self.path))
         return SealedTestSet(self)
