@@ -73,7 +73,7 @@ def run(args) -> int:
 
 #: How ``tl-radiology recipes NAME`` groups the fields (every field appears in one group).
 FIELD_GROUPS = (
-    ("recipe", ("name", "description", "task", "ordinal")),
+    ("recipe", ("name", "description", "task", "ordinal", "class_names", "positive_class")),
     ("manifest columns", ("patient_column", "label_columns", "image_columns", "center_columns", "split_column",
                           "allow_outside_root")),
     ("reading", ("expect", "frame", "voi")),

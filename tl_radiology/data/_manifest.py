@@ -104,7 +104,17 @@ class Manifest:
       ``multilabel``;
     * ``regression`` only when asked (``task="regression"``): labels must be numbers.
 
-    Class names are sorted, numerically when all are numbers (``"2"`` before ``"10"``), else as text.
+    Class names are sorted, numerically when all are numbers (``"2"`` before ``"10"``), else as text. A binary
+    task lists its classes negative first, positive second: by default the sorted order (so the second class is
+    the positive one); ``positive_class=`` names the other one instead (then the two are listed the other way
+    round). The order is a function of the labels and ``positive_class`` only, so it is the same on every run.
+
+    Class names for people: a class is shown by its label, unless ``class_names=`` maps labels to names
+    (``{"0": "normal", "1": "pneumonia"}`` for a manifest whose labels are codes). The names are for display
+    (terminal, JSON results, report, Grad-CAM captions); the labels stay what the manifest holds, so the seal
+    (``test.lock``, which hashes each test case's files and label) does not depend on them. MedMNIST imports
+    write the names as the labels themselves (see :func:`~tl_radiology.data.import_medmnist`), so they need no
+    mapping.
 
     Attributes:
         cases: a new DataFrame on every access, one row per case: ``case_id`` (``C-...``, a keyed hash of the
@@ -114,7 +124,9 @@ class Manifest:
             manifest's other columns. The raw patient id is not in it.
         root: the folder relative paths are resolved against.
         task: ``"binary"``, ``"multiclass"``, ``"multilabel"`` or ``"regression"``.
-        classes: the sorted class names (empty for regression).
+        classes: the class labels in index order (empty for regression): sorted; binary: negative, positive.
+        positive_class: the positive class of a binary task (``classes[1]``), else ``None``.
+        class_names: label -> name for people, one entry per class (the label itself where none was given).
         image_columns: the image column names, in the order given.
         label_columns: the label column name(s) of the manifest.
 
@@ -125,13 +137,16 @@ class Manifest:
         ('multiclass', ('cyst', 'hcc', 'hemangioma', 'metastasis'))
     """
 
-    def __init__(self, cases, *, root, source, task, classes, image_columns, label_columns, id_map):
+    def __init__(self, cases, *, root, source, task, classes, image_columns, label_columns, id_map,
+                 class_names=None):
         # Use the from_* constructors; this one trusts its arguments.
         self._cases = cases
         self.root = Path(root)
         self.source = str(source)
         self.task = task
         self.classes = tuple(classes)
+        self.class_names = {c: (class_names or {}).get(c, c) for c in self.classes}
+        self.positive_class = self.classes[1] if task == "binary" and len(self.classes) == 2 else None
         self.image_columns = tuple(image_columns)
         self.label_columns = tuple(label_columns)
         self._id_map = dict(id_map)
@@ -148,6 +163,8 @@ class Manifest:
         split_column: str | None = "split",
         allow_outside_root: bool = False,
         task: str | None = None,
+        positive_class: str | None = None,
+        class_names=None,
     ) -> "Manifest":
         """Read and validate a manifest CSV.
 
@@ -162,6 +179,11 @@ class Manifest:
             allow_outside_root: accept paths that leave the CSV's folder (``..`` or absolute paths elsewhere).
             task: force the task (``"binary"``, ``"multiclass"``, ``"multilabel"``, ``"regression"``); default
                 inferred from the labels.
+            positive_class: binary tasks: the positive class, by label or by its name in ``class_names``
+                (default: the second class in sorted order). Sensitivity, specificity, PPV, NPV and the threshold
+                refer to it; the model's output is its probability.
+            class_names: label -> name for people (``{"0": "normal", "1": "pneumonia"}``); labels not in it
+                are shown as they are. Keys are read like labels (``"1.0"`` is class ``"1"``).
 
         Returns:
             The validated :class:`Manifest`.
@@ -169,6 +191,8 @@ class Manifest:
         Raises:
             ManifestError: naming every bad row (CSV line) and column: missing file, empty label or patient id,
                 unknown split value, duplicated case, a path leaving the folder, missing columns, an empty CSV.
+            InputError: ``positive_class`` or a ``class_names`` key that is not one of the classes (with close
+                matches), ``positive_class`` for a task that is not binary.
 
         Example:
             >>> m = Manifest.from_csv("data/manifest.csv")  # doctest: +SKIP
@@ -210,6 +234,8 @@ class Manifest:
             split_column=split_column,
             allow_outside_root=allow_outside_root,
             task=task,
+            positive_class=positive_class,
+            class_names=class_names,
         )
 
     @classmethod
@@ -224,6 +250,8 @@ class Manifest:
         split_column: str | None = "split",
         allow_outside_root: bool = False,
         task: str | None = None,
+        positive_class: str | None = None,
+        class_names=None,
     ) -> "Manifest":
         """Validate a DataFrame laid out like a manifest CSV; ``df`` is not modified.
 
@@ -246,10 +274,13 @@ class Manifest:
             split_column=split_column,
             allow_outside_root=allow_outside_root,
             task=task,
+            positive_class=positive_class,
+            class_names=class_names,
         )
 
     @classmethod
-    def from_folders(cls, root, *, task: str | None = None) -> "Manifest":
+    def from_folders(cls, root, *, task: str | None = None, positive_class: str | None = None,
+                     class_names=None) -> "Manifest":
         """Build a manifest from one subfolder per class (``root/<class>/<image file>``).
 
         Every image file directly inside a class folder (by suffix: png, jpg, jpeg, tif, tiff, dcm, dicom, ima,
@@ -261,7 +292,7 @@ class Manifest:
 
         Args:
             root: the folder holding one subfolder per class (the subfolder name is the label).
-            task: as in :meth:`from_csv`.
+            task, positive_class, class_names: as in :meth:`from_csv`.
 
         Returns:
             The validated :class:`Manifest`; ``row`` numbers the sorted file list as if written to CSV.
@@ -318,12 +349,14 @@ class Manifest:
             split_column=None,
             allow_outside_root=False,
             task=task,
+            positive_class=positive_class,
+            class_names=class_names,
         )
 
     # -------------------------------------------------------------------------------------------- the validation
     @classmethod
     def _build(cls, df, *, root, source, patient_column, label_column, image_columns, split_column,
-               allow_outside_root, task):
+               allow_outside_root, task, positive_class=None, class_names=None):
         image_columns = _as_names(image_columns, "image_columns")
         label_columns = _as_names(label_column, "label_column")
         if task is not None:
@@ -453,6 +486,8 @@ class Manifest:
         if problems:
             problems.sort(key=lambda p: (p[0] is not None, p[0] or 0))
             raise ManifestError(format_problems(source_name, problems), problems)
+        classes, names = cls.resolve_classes(classes, task, positive_class=positive_class, class_names=class_names,
+                                             source=f"Manifest {source_name}")
 
         id_map = {}
         patient_ids, case_ids = [], []
@@ -478,7 +513,81 @@ class Manifest:
             image_columns=image_columns,
             label_columns=label_columns,
             id_map=id_map,
+            class_names=names,
         )
+
+    # ----------------------------------------------------------------------------------------- class order, names
+    @staticmethod
+    def resolve_classes(classes, task: str, *, positive_class: str | None = None, class_names=None,
+                        source: str = "The manifest") -> tuple[tuple[str, ...], dict[str, str]]:
+        """The classes in index order and their names for people, from sorted labels and the two settings.
+
+        Binary: ``(negative, positive)``; the positive class is ``positive_class`` (a label, or a name given in
+        ``class_names``), by default the second in sorted order. Other tasks keep the order given. Used by the
+        manifest, and by a run to check a recipe against a run directory's recorded classes.
+
+        Args:
+            classes: the class labels, sorted (binary: in any order; they are sorted here).
+            task: the task.
+            positive_class: as in :meth:`from_csv`.
+            class_names: as in :meth:`from_csv`.
+            source: how the messages name the data.
+
+        Returns:
+            ``(classes, names)``: the classes in index order, and label -> name for every class.
+
+        Raises:
+            InputError: an unknown ``positive_class`` or ``class_names`` key (with close matches and the
+                classes), ``positive_class`` for a task that is not binary, ``class_names`` for regression, two
+                classes given one name.
+
+        Example:
+            >>> Manifest.resolve_classes(("benign", "malignant"), "binary", positive_class="benign")[0]
+            ('malignant', 'benign')
+        """
+        classes = tuple(str(c) for c in classes)
+        if task == "binary":
+            classes = tuple(sorted(classes, key=class_sort_key(classes)))
+        given = {}
+        if class_names:
+            if not isinstance(class_names, dict):
+                raise InputError(f"class_names must map labels to names, e.g. {{\"0\": \"normal\", \"1\": "
+                                 f"\"pneumonia\"}}; received {type(class_names).__name__}.")
+            if task == "regression":
+                raise InputError(f"{source}: class_names is for classes; a regression task has none. Remove "
+                                 "class_names.")
+            for key, value in class_names.items():
+                label = _class_name(str(key).strip())
+                if label not in classes:
+                    raise InputError(
+                        f"{source}: class_names names {key!r}, which is not one of the classes "
+                        f"({', '.join(classes)}){_did_you_mean(label, classes)}. Use the labels of the manifest "
+                        "as keys.")
+                given[label] = str(value).strip()
+            named = [given.get(c, c) for c in classes]
+            twice = sorted({n for n in named if named.count(n) > 1})
+            if twice:
+                raise InputError(f"{source}: class_names gives two classes the name {twice[0]!r}; each class needs "
+                                 "its own name.")
+        names = {c: given.get(c, c) for c in classes}
+        if positive_class is None or positive_class == "":
+            return classes, names
+        wanted = str(positive_class).strip()
+        if task != "binary":
+            raise InputError(
+                f"{source}: positive_class={wanted!r} is for a binary task (two classes); this one is {task} "
+                f"({', '.join(classes) or 'no classes'}). Remove positive_class.")
+        by_name = {n: c for c, n in names.items()}
+        label = wanted if wanted in classes else by_name.get(wanted, _class_name(wanted))
+        if label not in classes:
+            choices = list(dict.fromkeys([*classes, *names.values()]))
+            raise InputError(
+                f"{source}: unknown positive_class {wanted!r}{_did_you_mean(wanted, choices)}; the classes are "
+                + ", ".join(c if names[c] == c else f"{c} ({names[c]})" for c in classes)
+                + ". Set positive_class to one of them (--set positive_class=NAME).")
+        if len(classes) == 2 and label == classes[0]:
+            classes = (classes[1], classes[0])
+        return classes, names
 
     # ------------------------------------------------------------------------------------------------- accessors
     @property

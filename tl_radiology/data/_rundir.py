@@ -253,6 +253,9 @@ class RunDir:
             "manifest_root": str(manifest.root),
             "task": manifest.task,
             "classes": list(manifest.classes),
+            # Binary: the positive class (classes[1]); names for people (display only, not sealed).
+            "positive_class": manifest.positive_class,
+            "class_names": dict(manifest.class_names),
             "label_columns": list(manifest.label_columns),
             "image_columns": list(manifest.image_columns),
             "val": float(val),

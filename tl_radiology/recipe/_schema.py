@@ -39,9 +39,10 @@ SPLIT_FIELDS = ("val_fraction", "test_fraction", "split_seed", "split_group", "s
                 "patient_column", "label_columns", "split_column")
 #: Fields used only after training (threshold, intervals, explanations) or only for people.
 EVALUATION_FIELDS = ("threshold_method", "threshold_target", "n_bootstrap", "gradcam_samples", "ordinal")
-_DESCRIPTIVE_FIELDS = ("name", "description")
-#: Fields that do not change what the search does (max_trials may grow to continue a search).
-_NOT_SEARCH_FIELDS = _DESCRIPTIVE_FIELDS + EVALUATION_FIELDS + ("max_trials",)
+_DESCRIPTIVE_FIELDS = ("name", "description", "class_names")
+#: Fields that do not change what the search does (max_trials may grow to continue a search; positive_class is
+#: fixed with the split, whose check refuses another one, so naming the recorded one changes nothing).
+_NOT_SEARCH_FIELDS = _DESCRIPTIVE_FIELDS + EVALUATION_FIELDS + ("max_trials", "positive_class")
 #: Where a recipe's fine-tuning default differs from FineTuneConfig's: recipes train at 224 px by default.
 _FINETUNE_DEFAULTS = {"input_size": 224}
 
@@ -84,6 +85,15 @@ class Recipe:
     in a CT series, e.g. ``("center_z", "center_y", "center_x")``: three orthogonal planes through it become the
     channels), ``split_column``, ``allow_outside_root``; ``task`` (``None`` = inferred from the labels) and
     ``ordinal`` (classes are ordered grades: the quadratic-weighted kappa is reported too).
+
+    **Classes.** ``class_names``: label -> name for people, a JSON object (``{"0": "normal", "1": "pneumonia"}``,
+    ``--set class_names='{"0": "normal", "1": "pneumonia"}'``) for a manifest whose labels are codes; shown in the
+    terminal, the JSON results, the report and the Grad-CAM captions, recorded in ``split.json`` and
+    ``model.json``; the labels themselves (and so the seal) are unchanged. ``positive_class`` (binary tasks): the
+    class that sensitivity, specificity, PPV, NPV and the decision threshold refer to and whose probability the
+    model outputs, by label or by its name; ``None`` = the second class in sorted order. It is checked against
+    the manifest's classes when the run starts (an unknown name is refused with close matches) and fixed with
+    the split: a run directory split with another positive class refuses it.
 
     **Reading.** ``expect`` (``"gray"``, ``"rgb"``, ``"any"``), ``frame`` (one frame of a multi-frame file),
     ``voi`` (apply the DICOM header's window / VOI LUT).
@@ -149,6 +159,8 @@ class Recipe:
     description: str = ""
     task: str | None = None
     ordinal: bool = False
+    class_names: dict = dataclasses.field(default_factory=dict)
+    positive_class: str | None = None
     # ---- manifest columns
     patient_column: str = "patient_id"
     label_columns: tuple[str, ...] = ("label",)

@@ -19,7 +19,7 @@ from ..recipe import Recipe
 from ._result import RECIPE_JSON
 from .._atomic import atomic_write_json
 
-__all__ = ["check_existing_split", "read_manifest", "make_split", "wait_for_split", "split_counts",
+__all__ = ["check_existing_split", "check_classes", "read_manifest", "make_split", "wait_for_split", "split_counts",
            "check_not_evaluated", "check_test_cases_load"]
 
 
@@ -31,6 +31,33 @@ def check_existing_split(run: RunDir, recipe: Recipe, manifest) -> None:
         patient_column=recipe.patient_column, label_columns=recipe.label_columns,
         image_columns=recipe.image_columns, task=recipe.task, manifest=manifest,
     )
+    check_classes(run, recipe)
+
+
+def check_classes(run: RunDir, recipe: Recipe) -> None:
+    """The recipe's ``class_names`` and ``positive_class`` against the classes ``split.json`` records.
+
+    Unknown labels are refused with close matches (exit 2). The positive class is fixed with the split (the order
+    of ``classes`` in ``split.json``, which the models of the run are trained on); ``positive_class=None`` accepts
+    the recorded one, another class is refused, naming the fix.
+    """
+    info = run.info
+    classes = list(info.get("classes") or [])
+    if not recipe.class_names and recipe.positive_class is None:
+        return
+    task = info.get("task")
+    recorded = dict(info.get("class_names") or {})
+    names = {**{c: n for c, n in recorded.items() if n != c}, **recipe.class_names}
+    ordered, _ = Manifest.resolve_classes(classes, task,
+                                          positive_class=recipe.positive_class, class_names=names,
+                                          source=f"Recipe {recipe.name!r} (classes of {run.split_json})")
+    if recipe.positive_class is not None and task == "binary" and list(ordered) != classes:
+        raise RunDirError(
+            f"Run directory {run.path} was split with positive class {classes[1]!r} (split.json lists the classes "
+            f"{', '.join(classes)}, positive last) but the recipe says positive_class={recipe.positive_class!r}. The "
+            f"models of this run score {classes[1]!r}: keep positive_class={classes[1]} (or none), or use a new --out "
+            "folder (the same manifest and split_seed give the same split)."
+        )
 
 
 def read_manifest(run: RunDir, recipe: Recipe, manifest):
@@ -44,7 +71,8 @@ def read_manifest(run: RunDir, recipe: Recipe, manifest):
     table = Manifest.from_csv(manifest, patient_column=recipe.patient_column,
                               label_column=labels[0] if len(labels) == 1 else labels,
                               image_columns=recipe.image_columns, split_column=recipe.split_column,
-                              allow_outside_root=recipe.allow_outside_root, task=recipe.task)
+                              allow_outside_root=recipe.allow_outside_root, task=recipe.task,
+                              positive_class=recipe.positive_class, class_names=recipe.class_names or None)
     if recipe.mode == "features" and table.task not in ("binary", "multiclass"):
         raise InputError(f"Recipe {recipe.name!r}: mode='features' feeds classical classifiers (binary or multiclass); "
                          f"the manifest's task is {table.task}. Use mode=finetune.")
