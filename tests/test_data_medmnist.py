@@ -15,8 +15,9 @@ from tl_radiology.cli import main
 from tl_radiology.data import Manifest, check_leakage, import_medmnist
 from tl_radiology.data._medmnist import encode_png
 
-# From the PROVENANCE.md tables of ../shared/data.
-PNEUMONIA_COUNTS = {"train": {"0": 1214, "1": 3494}, "val": {"0": 135, "1": 389}, "test": {"0": 234, "1": 390}}
+# From the PROVENANCE.md tables of ../shared/data (0 = normal, 1 = pneumonia; the import writes the names).
+PNEUMONIA_COUNTS = {"train": {"normal": 1214, "pneumonia": 3494}, "val": {"normal": 135, "pneumonia": 389},
+                    "test": {"normal": 234, "pneumonia": 390}}
 RETINA_COUNTS = {
     "train": {"0": 486, "1": 128, "2": 206, "3": 194, "4": 66},
     "val": {"0": 54, "1": 12, "2": 28, "3": 20, "4": 6},
@@ -57,7 +58,8 @@ def test_pneumoniamnist_counts_pixels_and_manifest(pneumonia):
             assert png.mode == "L"
             np.testing.assert_array_equal(np.asarray(png), data[f"{split}_images"][index])
     manifest = Manifest.from_csv(manifest_path)
-    assert manifest.has_split and manifest.task == "binary" and manifest.classes == ("0", "1")
+    assert manifest.has_split and manifest.task == "binary" and manifest.classes == ("normal", "pneumonia")
+    assert manifest.positive_class == "pneumonia"
 
 
 @pytest.mark.shared_data

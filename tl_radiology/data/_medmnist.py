@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from pathlib import Path
 
@@ -11,11 +12,51 @@ import pandas as pd
 
 from .._atomic import atomic_directory
 from .._errors import InputError
+from .._options import look_up_option
 from .._progress import Progress, status
 
-__all__ = ["import_medmnist", "encode_png"]
+__all__ = ["import_medmnist", "encode_png", "MEDMNIST_LABEL_NAMES"]
 
 _SPLITS = ("train", "val", "test")
+
+#: MedMNIST's own label names per 2-D data set: ``INFO[flag]["label"]`` of ``medmnist/info.py`` (MedMNIST v2 and
+#: v3, github.com/MedMNIST/MedMNIST; Yang et al., Scientific Data 2023). The .npz files hold integer labels only,
+#: so the names are copied here. RetinaMNIST's names are its diabetic-retinopathy grades "0" ... "4" themselves.
+MEDMNIST_LABEL_NAMES = {
+    "pathmnist": ("adipose", "background", "debris", "lymphocytes", "mucus", "smooth muscle", "normal colon mucosa",
+                  "cancer-associated stroma", "colorectal adenocarcinoma epithelium"),
+    "chestmnist": ("atelectasis", "cardiomegaly", "effusion", "infiltration", "mass", "nodule", "pneumonia",
+                   "pneumothorax", "consolidation", "edema", "emphysema", "fibrosis", "pleural", "hernia"),
+    "dermamnist": ("actinic keratoses and intraepithelial carcinoma", "basal cell carcinoma",
+                   "benign keratosis-like lesions", "dermatofibroma", "melanoma", "melanocytic nevi",
+                   "vascular lesions"),
+    "octmnist": ("choroidal neovascularization", "diabetic macular edema", "drusen", "normal"),
+    "pneumoniamnist": ("normal", "pneumonia"),
+    "retinamnist": ("0", "1", "2", "3", "4"),
+    "breastmnist": ("malignant", "normal, benign"),
+    "bloodmnist": ("basophil", "eosinophil", "erythroblast",
+                   "immature granulocytes(myelocytes, metamyelocytes and promyelocytes)", "lymphocyte", "monocyte",
+                   "neutrophil", "platelet"),
+    "tissuemnist": ("Collecting Duct, Connecting Tubule", "Distal Convoluted Tubule", "Glomerular endothelial cells",
+                    "Interstitial endothelial cells", "Leukocytes", "Podocytes", "Proximal Tubule Segments",
+                    "Thick Ascending Limb"),
+    "organamnist": ("bladder", "femur-left", "femur-right", "heart", "kidney-left", "kidney-right", "liver",
+                    "lung-left", "lung-right", "pancreas", "spleen"),
+}
+MEDMNIST_LABEL_NAMES["organcmnist"] = MEDMNIST_LABEL_NAMES["organsmnist"] = MEDMNIST_LABEL_NAMES["organamnist"]
+# MedMNIST+ files of larger images are named <flag>_64.npz, _128, _224.
+_SIZE_SUFFIX = re.compile(r"_(28|64|128|224)$")
+
+
+def _data_set(stem: str, dataset) -> str | None:
+    """The MedMNIST flag whose label names apply: ``dataset`` if given, else the file name's (None: unknown)."""
+    if dataset is None:
+        return None
+    if dataset != "auto":
+        return look_up_option(str(dataset).lower(), tuple(MEDMNIST_LABEL_NAMES), what="MedMNIST data set",
+                              fix="Or dataset=None to keep the integer labels.")
+    flag = _SIZE_SUFFIX.sub("", stem.lower())
+    return flag if flag in MEDMNIST_LABEL_NAMES else None
 
 
 def encode_png(array: np.ndarray) -> bytes:
@@ -37,7 +78,7 @@ def encode_png(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def import_medmnist(npz_path, out_dir, *, overwrite: bool = False) -> Path:
+def import_medmnist(npz_path, out_dir, *, overwrite: bool = False, dataset: str | None = "auto") -> Path:
     """Write a MedMNIST 2-D ``.npz`` file as one PNG per image plus ``manifest.csv`` with the official split.
 
     Output layout (``out_dir`` is written as a whole, atomically; it must be new or empty unless
@@ -49,11 +90,21 @@ def import_medmnist(npz_path, out_dir, *, overwrite: bool = False) -> Path:
 
     MedMNIST has no patient ids, so each image gets its own (``<file stem>-<split>-<index>``, pseudonymized like
     any patient id when the manifest is read). The official split is kept in the ``split`` column, so
-    ``tl-radiology split`` honours it; a patient-level check is impossible for this data. Labels are the npz's
-    integers (PneumoniaMNIST: 0 normal, 1 pneumonia; RetinaMNIST: diabetic retinopathy grade 0-4). Multi-label
-    files (label arrays with several columns, e.g. ChestMNIST) get one 0/1 column per label, ``label_0`` ...
-    ``label_<k-1>``, instead of ``label``; read them with ``label_column=["label_0", ...]``
-    (``--label-column label_0,label_1,...``).
+    ``tl-radiology split`` honours it; a patient-level check is impossible for this data.
+
+    Labels are written as MedMNIST's own names (:data:`MEDMNIST_LABEL_NAMES`, from MedMNIST's ``INFO``), not as
+    the npz's integers, so every table, plot, result file and Grad-CAM caption names the class:
+    PneumoniaMNIST ``normal`` / ``pneumonia`` (sorted, so ``pneumonia`` is the positive class by default),
+    BreastMNIST ``malignant`` / ``normal, benign``, OCTMNIST ``choroidal neovascularization`` ... ``normal``.
+    RetinaMNIST's names are its grades ``0`` ... ``4`` (diabetic-retinopathy severity), so its labels stay
+    numbers and can be read as a regression target or ordered grades. The data set is found from the file name
+    (``pneumoniamnist.npz``, or ``pneumoniamnist_64.npz`` of MedMNIST+); a file of another name keeps the integer
+    labels unless ``dataset`` names it. The mapping is also a recipe's ``class_names`` away for manifests made
+    otherwise (``{"0": "normal", "1": "pneumonia"}``).
+
+    Multi-label files (label arrays with several columns, e.g. ChestMNIST) get one 0/1 column per label,
+    ``label_0`` ... ``label_<k-1>``, instead of ``label``; read them with ``label_column=["label_0", ...]``
+    (``--label-column label_0,label_1,...``); the status line lists which name each column stands for.
 
     Data: MedMNIST v2 (Yang et al., Scientific Data 2023, doi:10.1038/s41597-022-01721-8), CC BY 4.0; cite it
     and the source data set (PneumoniaMNIST: Kermany et al., Cell 2018; RetinaMNIST: DeepDRiD).
@@ -62,13 +113,16 @@ def import_medmnist(npz_path, out_dir, *, overwrite: bool = False) -> Path:
         npz_path: the MedMNIST file (keys ``train_images``, ``train_labels``, ``val_*``, ``test_*``).
         out_dir: the folder to create.
         overwrite: replace an existing non-empty ``out_dir``.
+        dataset: whose label names to write: ``"auto"`` (default: the file name's MedMNIST data set, integers
+            when the name is not one), a MedMNIST flag (``"pneumoniamnist"``), or ``None`` (keep the integers).
 
     Returns:
         The path of ``manifest.csv``.
 
     Raises:
-        InputError: not an npz, missing keys, 3-D volumes, non-uint8 pixels, label/image count mismatch, or a
-            non-empty ``out_dir`` without ``overwrite``.
+        InputError: not an npz, missing keys, 3-D volumes, non-uint8 pixels, label/image count mismatch, a
+            non-empty ``out_dir`` without ``overwrite``, labels outside the data set's names.
+        OptionError: an unknown ``dataset`` (with close matches).
 
     Example:
         >>> manifest = import_medmnist("pneumoniamnist.npz", "data/pneumonia")  # doctest: +SKIP
@@ -113,11 +167,29 @@ def import_medmnist(npz_path, out_dir, *, overwrite: bool = False) -> Path:
             raise InputError(f"{npz_path}: {len(images)} {split} images but {len(labels)} labels.")
 
     stem = npz_path.stem
+    flag = _data_set(stem, dataset)
+    names = MEDMNIST_LABEL_NAMES.get(flag) if flag else None
     num_labels = arrays["train_labels"].reshape(len(arrays["train_labels"]), -1).shape[1]
+    if names is not None:
+        values = {int(v) for s in _SPLITS for v in np.unique(arrays[f"{s}_labels"])}
+        size = len(names) if num_labels == 1 else 2
+        if num_labels > 1 and num_labels != len(names) or any(not 0 <= v < size for v in values):
+            raise InputError(
+                f"{npz_path}: its labels ({num_labels} column(s), values {sorted(values)[:10]}) do not fit "
+                f"MedMNIST's {flag} ({len(names)} classes). Give the data set's own file, or dataset=None to keep "
+                "the integer labels.")
     if num_labels > 1:
+        meaning = f" ({', '.join(f'label_{i} = {n}' for i, n in enumerate(names))})" if names else ""
         status(f"{npz_path.name} is multi-label ({num_labels} labels): the manifest has columns label_0 ... "
-               f"label_{num_labels - 1}; read it with --label-column " + ",".join(f"label_{i}" for i in
-                                                                                 range(num_labels)))
+               f"label_{num_labels - 1}{meaning}; read it with --label-column " + ",".join(
+                   f"label_{i}" for i in range(num_labels)))
+    elif names is not None and list(names) != [str(i) for i in range(len(names))]:
+        status(f"labels written as MedMNIST's names for {flag}: "
+               + ", ".join(f"{i} = {n}" for i, n in enumerate(names)))
+    elif names is None:
+        status(f"labels kept as the npz's integers: {npz_path.name} is not named after a MedMNIST data set "
+               "(e.g. pneumoniamnist.npz); name it, or give its class names in the recipe's class_names")
+    text = (lambda v: names[int(v)]) if names is not None and num_labels == 1 else (lambda v: str(int(v)))
     records = []
     total = sum(len(arrays[f"{s}_images"]) for s in _SPLITS)
     status(f"MedMNIST has no patient ids: each of the {total} images of {npz_path.name} is its own patient.")
@@ -131,7 +203,7 @@ def import_medmnist(npz_path, out_dir, *, overwrite: bool = False) -> Path:
                 (tmp / name).write_bytes(encode_png(image))
                 record = {"patient_id": f"{stem}-{split}-{index:05d}"}
                 if labels.shape[1] == 1:
-                    record["label"] = str(int(label[0]))
+                    record["label"] = text(label[0])
                 else:
                     record.update({f"label_{i}": str(int(v)) for i, v in enumerate(label)})
                 record.update(image=name, split=split)
