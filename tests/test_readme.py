@@ -1,4 +1,5 @@
-"""The README is the user's entry point: its two quick-start commands, CI's use of the second, its links."""
+"""The README is the user's entry point: a landing page with its two quick-start commands (CI runs the second),
+the walk-through's commands as the docs site has them, and links that land."""
 
 from __future__ import annotations
 
@@ -31,24 +32,50 @@ def test_ci_runs_the_readmes_test_command_in_its_own_virtual_environment():
     assert f"python -m {pip}" in ci.replace("--quiet ", "") and ci.rstrip().endswith(pytest_command)
 
 
-def test_every_command_the_readme_lists_exists(capsys):
+def test_every_command_is_documented_and_every_command_the_readme_names_exists(capsys):
     assert main(["--help"]) == 0
     help_text = capsys.readouterr().out
+    commands = set(re.findall(r"^\s{2,}([a-z][\w-]+)\s", help_text.split("{", 1)[-1], re.M))
+    guide = (ROOT / "docs" / "guides" / "recipes-cli.md").read_text(encoding="utf-8")
     for command in ("demo", "recipes", "backbones", "split", "run", "search", "evaluate", "predict", "explain",
                     "report", "import-medmnist", "weights"):
-        assert f"tl-radiology {command}" in README, command
+        assert f"`tl-radiology {command}" in guide, f"docs/guides/recipes-cli.md's command table lacks {command}"
         assert re.search(rf"^\s+{re.escape(command)}\b", help_text, re.M), command
+    for command in set(re.findall(r"tl-radiology ([a-z][\w-]+)", README)):
+        assert command in commands or re.search(rf"^\s+{re.escape(command)}\b", help_text, re.M), command
+
+
+def test_the_readme_is_a_landing_page():
+    assert len(README.splitlines()) <= 300
+    for way in ("### 1. A recipe from the command line", "### 2. Fine-tuning in a notebook",
+                "### 3. A hyperparameter search"):
+        assert way in README
+
+
+def test_the_readmes_recipe_example_is_the_walkthroughs_commands():
+    page = (ROOT / "docs" / "guides" / "walkthrough.md").read_text(encoding="utf-8")
+    walkthrough = re.findall(r"```bash\n(.*?)\n```", page.split("\n## The commands", 1)[1], re.S)[0]
+    assert f"```bash\n{walkthrough}\n```" in README
 
 
 def _slug(title: str) -> str:
-    return re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+    """The anchor of a heading, as GitHub and MkDocs (Python-Markdown's toc) both write it for these titles."""
+    title = re.sub(r"`", "", title.strip().lower())
+    return re.sub(r"[-\s]+", "-", re.sub(r"[^\w\s-]", "", title)).strip("-")
 
 
-def test_internal_links_point_at_headings_and_local_files_exist():
+def _anchors(text: str) -> set[str]:
+    text = re.sub(r"```.*?```", "", text, flags=re.S)
+    return {_slug(h) for h in re.findall(r"^#+ (.*)$", text, re.M)}
+
+
+def test_links_point_at_files_of_the_project_and_at_their_headings():
     text = re.sub(r"```.*?```", "", README, flags=re.S)
-    anchors = {_slug(h) for h in re.findall(r"^#+ (.*)$", text, re.M)}
     for target in re.findall(r"\]\(([^)\s]+)\)", text):
-        if target.startswith("#"):
-            assert target[1:] in anchors, f"README link {target} names no heading"
-        elif not re.match(r"[a-z]+://", target):
-            assert (ROOT / target).exists(), f"README links to {target}, which is not in the project"
+        if re.match(r"[a-z]+://", target):
+            continue
+        path, _, anchor = target.partition("#")
+        file = ROOT / path if path else ROOT / "README.md"
+        assert file.exists(), f"README links to {path}, which is not in the project"
+        if anchor:
+            assert anchor in _anchors(file.read_text(encoding="utf-8")), f"README link {target} names no heading"
