@@ -281,3 +281,30 @@ def test_every_missing_weights_file_is_named_at_once(data, tmp_path, capsys):
     assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 (resnet50)" in errors[0]
     assert "inception_v3" in errors[0] and "tl-radiology weights import" in errors[0]
     assert not out.exists()
+
+
+def test_a_test_case_the_recipe_cannot_load_is_refused_before_anything_is_sealed(data, tmp_path, capsys):
+    # A colour image among the sealed test cases of a gray recipe: found while splitting, not after an opening.
+    from pathlib import Path
+
+    import pandas as pd
+    from skimage.io import imsave
+
+    folder = tmp_path / "cxr"
+    frame = pd.read_csv(data["cxr_csv"])
+    source = Path(data["cxr_csv"]).parent
+    for name in frame["image"]:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes((source / name).read_bytes())
+    test_row = frame.index[frame["split"] == "test"][0]
+    colour = np.zeros((28, 28, 3), dtype=np.uint8)
+    colour[..., 0] = 200
+    imsave(folder / frame.at[test_row, "image"], colour, check_contrast=False)
+    frame.to_csv(folder / "manifest.csv", index=False)
+    out = tmp_path / "run"
+    code = main(["run", "chest_xray", "--manifest", str(folder / "manifest.csv"), "--out", str(out),
+                 "--set", "weights=none", "--set", "input_size=32"])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1
+    assert f"Test case at manifest line {test_row + 2}" in errors[0] and "Nothing was sealed" in errors[0]
+    assert not (out / "test.lock").exists() and not (out / "audit.log").exists()

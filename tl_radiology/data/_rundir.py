@@ -161,6 +161,7 @@ class RunDir:
         pixels: bool = True,
         duplicates: str = "warn",
         id_map=None,
+        test_loader=None,
     ) -> SplitResult:
         """Split the manifest's cases, check for leakage and seal the test set in this run directory.
 
@@ -182,6 +183,9 @@ class RunDir:
             pixels, duplicates: as in :func:`check_leakage`.
             id_map: if given, a CSV path where the pseudonym -> raw patient id table is written. It must be
                 outside the run directory (run directories are meant to be shared; the id map must not be).
+            test_loader: a :class:`~tl_radiology.data.CaseLoader` every test case must load with, to the shape
+                of the training cases, before the test set is sealed (a recipe's run passes its loader). The
+                test files are read here anyway, to hash them; after the seal nothing but ``evaluate`` reads them.
 
         Returns:
             A :class:`SplitResult`.
@@ -227,9 +231,11 @@ class RunDir:
             raise InputError(
                 f"{len(broken)} test image(s) cannot be decoded: "
                 + "; ".join(f"line {row}, column {col!r}: {reason}" for (row, col), reason in broken[:10])
-                + ". The test set is sealed now and read only by `tl-radiology evaluate`: replace or remove these "
-                "files before splitting."
+                + ". Nothing was sealed: replace or remove these files, then split again (once sealed, the test "
+                "set is read only by `tl-radiology evaluate`)."
             )
+        if test_loader is not None:
+            _check_test_cases_load(frame, test_loader)
         columns = ["case_id", "patient", "label", "split", *manifest.image_columns, "row"]
         columns += [c for c in frame.columns if c not in columns]
         table = frame[columns]
@@ -650,42 +656,6 @@ class SealedTestSet:
             table = run._table()
         return table[table["split"] == "test"].reset_index(drop=True)
 
-    def check_readable(self, loader, *, expected_shape=None) -> int:
-        """Check that every test case loads with ``loader``, before any opening; nothing is returned or recorded.
-
-        A test image that cannot be read, or that loads to another shape than the training images (a multi-frame
-        DICOM, other channels or size), would otherwise be found only after the opening is recorded, and every
-        retry would record another. Only readability and shape leave this method: no pixels, labels or
-        predictions, so it is not an opening of the test set.
-
-        Args:
-            loader: the run's :class:`~tl_radiology.data.CaseLoader`.
-            expected_shape: the shape every case must load to (a training case's), or ``None``.
-
-        Returns:
-            The number of test cases checked.
-
-        Raises:
-            InputError: a case that does not load or has another shape; the message names its manifest line and
-                files, and says that the test set was not opened.
-        """
-        table = self.run_dir._table()
-        cases = table[table["split"] == "test"].reset_index(drop=True)
-        for _, row in cases.iterrows():
-            where = f"manifest line {row['row']}" if "row" in row and pd.notna(row["row"]) else f"case {row.name}"
-            try:
-                shape = tuple(int(v) for v in loader(row).shape)
-            except InputError as exc:
-                raise type(exc)(f"A sealed test case cannot be read ({where}): {exc} The test set was not opened; "
-                                "fix or replace the file, or start a new run in a new --out folder.") from None
-            if expected_shape is not None and shape != tuple(expected_shape):
-                raise InputError(
-                    f"A sealed test case loads to shape {shape}, the training cases to {tuple(expected_shape)} "
-                    f"({where}). The model could not take it, so the test set was not opened. Fix the file, or "
-                    "start a new run in a new --out folder."
-                )
-        return len(cases)
-
     def mark_completed(self, result_path) -> None:
         """Record that the evaluation opened by :meth:`open` finished and wrote ``result_path``.
 
@@ -720,6 +690,30 @@ class SealedTestSet:
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
+def _check_test_cases_load(frame: pd.DataFrame, loader) -> None:
+    """Every future test case loads with ``loader`` to the training cases' shape, before anything is sealed.
+
+    A test image that decodes but does not fit the recipe (a multi-frame DICOM, other channels or size) would
+    otherwise be sealed and found only by ``evaluate``, after the opening is recorded, and each retry would record
+    another opening.
+    """
+    train = frame[frame["split"] == "train"]
+    reference = train if len(train) else frame[frame["split"] == "val"]
+    expected = tuple(int(v) for v in loader(reference.iloc[0]).shape) if len(reference) else None
+    for _, row in frame[frame["split"] == "test"].iterrows():
+        where = f"line {row['row']}" if "row" in row and pd.notna(row["row"]) else f"case {row['case_id']}"
+        try:
+            shape = tuple(int(v) for v in loader(row).shape)
+        except InputError as exc:
+            raise type(exc)(f"Test case at manifest {where} cannot be loaded by the recipe: {exc} Nothing was "
+                            "sealed: fix or remove the case, then run again.") from None
+        if expected is not None and shape != expected:
+            raise InputError(
+                f"Test case at manifest {where} loads to shape {shape}, the training cases to {expected}: the model "
+                "could not take it. Nothing was sealed: fix or remove the case (or adjust the recipe), then run again."
+            )
+
+
 def _user() -> str:
     try:
         return getpass.getuser()

@@ -49,7 +49,6 @@ from ._result import FINAL_WORK_DIR, RECIPE_JSON, RunResult
 from ._split import (
     check_existing_split,
     check_not_evaluated,
-    check_test_cases_load,
     make_split,
     read_manifest,
     split_counts,
@@ -152,8 +151,6 @@ def _context(state: _Run) -> None:
     state.loader = recipe.loader()
     if not state.worker and state.split_state == "existing":
         check_loaded_shape(recipe, state.loader, state.val if len(state.val) else state.train)
-    if not state.worker:
-        check_test_cases_load(run, recipe, state.loader)  # a test case the model cannot read fails now, not later
     state.case_cache = CaseCache(Path(state.cache) if state.cache is not None else run.path / "cache")
 
 

@@ -23,7 +23,7 @@ from sklearn.pipeline import Pipeline
 
 from .._atomic import atomic_write_text
 from .._progress import status
-from ..data import load_arrays, make_dataset
+from ..data import Manifest, load_arrays, make_dataset
 from ..evaluation import explain_run, finalize_on_validation
 from ..recipe import Recipe
 from ..search import data_fingerprint
@@ -39,7 +39,7 @@ from ..training import (
 from ._result import FINAL_WORK_DIR
 
 __all__ = ["final_key", "finalize_key", "best_repr", "train_final", "model_record", "up_to_date",
-           "finalise_on_validation"]
+           "finalise_on_validation", "record_classes"]
 
 
 def final_key(recipe: Recipe, loader, best, task, classes, train, val) -> str:
@@ -171,7 +171,24 @@ def up_to_date(run, recipe: Recipe) -> bool:
             and training.get("runfinalize_key") == finalize_key(recipe))
 
 
+def record_classes(run, recipe: Recipe, trained) -> None:
+    """Record the classes' names and the positive class in the model (``model.json``'s ``training_config``), so
+    that ``evaluate``, ``explain`` and the report name them: the recipe's ``class_names`` over ``split.json``'s."""
+    info = run.info
+    classes = [str(c) for c in (trained.classes or info.get("classes") or [])]
+    task = info.get("task")
+    merged = {**(info.get("class_names") or {}), **recipe.class_names}
+    _, names = Manifest.resolve_classes(classes, task, class_names=merged or None)
+    trained.training_config["class_names"] = {c: names.get(c, c) for c in classes}
+    trained.training_config["positive_class"] = classes[1] if task == "binary" and len(classes) == 2 else None
+    if task == "binary" and len(classes) == 2:
+        named = names.get(classes[1], classes[1])
+        status(f"run: classes {', '.join(names.get(c, c) for c in classes)}; positive class {named} (sensitivity, "
+               "specificity, PPV, NPV and the threshold refer to it)")
+
+
 def finalise_on_validation(run, recipe: Recipe, trained, cache):
+    record_classes(run, recipe, trained)
     status("run: choosing the decision threshold on validation")
     # The model's own saved loader is used (it may differ from the recipe's when the search chose input_size);
     # cache entries are keyed by the loader's config, so the shared cache stays correct.

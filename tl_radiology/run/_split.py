@@ -7,20 +7,17 @@ has seen), and so is a different manifest file.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 import warnings
 
 from .._errors import InputError, RunDirError
 from .._progress import status
-from ..data import Manifest, RunDir, sha256_file
+from ..data import Manifest, RunDir
 from ..recipe import Recipe
 from ._result import RECIPE_JSON
-from .._atomic import atomic_write_json
 
 __all__ = ["check_existing_split", "check_classes", "read_manifest", "make_split", "wait_for_split", "split_counts",
-           "check_not_evaluated", "check_test_cases_load"]
+           "check_not_evaluated"]
 
 
 def check_existing_split(run: RunDir, recipe: Recipe, manifest) -> None:
@@ -86,7 +83,8 @@ def make_split(run: RunDir, recipe: Recipe, table) -> str:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = run.create_split(table, val=recipe.val_fraction, test=recipe.test_fraction, seed=recipe.split_seed,
-                                  group=group, stratify=recipe.stratify, resplit=recipe.resplit)
+                                  group=group, stratify=recipe.stratify, resplit=recipe.resplit,
+                                  test_loader=recipe.loader())
     for w in caught:
         if issubclass(w.category, UserWarning):
             status(f"warning: {w.message}")
@@ -129,27 +127,3 @@ def check_not_evaluated(run: RunDir, what: str) -> None:
             f"{what} here now would choose a model after seeing test results, which turns the test set into a "
             "validation set. Use a new --out folder (and, to be honest about it, new test data)."
         )
-
-
-def check_test_cases_load(run: RunDir, recipe: Recipe, loader) -> None:
-    """Every sealed test case must load with the recipe's loader, to the training cases' shape, before any search.
-
-    Checked once per run directory and loader (remembered in ``test_readable.json``), so a rerun does not read the
-    test images again. Only readability and shape are looked at: the test set is not opened (nothing recorded).
-    """
-    key = hashlib.sha256(json.dumps(loader.get_config(), sort_keys=True, default=str).encode()).hexdigest()[:16]
-    record = run.path / "test_readable.json"
-    lock_sha = sha256_file(run.test_lock)
-    try:
-        done = json.loads(record.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        done = {}
-    if done.get("loader") == key and done.get("test_lock_sha256") == lock_sha:
-        return
-    reference = run.cases("train")
-    if len(reference) == 0:
-        reference = run.cases("val")
-    expected = tuple(int(v) for v in loader(reference.iloc[0]).shape) if len(reference) else None
-    status("run: checking that every sealed test case can be read (the test set is not opened)")
-    count = run.sealed_test().check_readable(loader, expected_shape=expected)
-    atomic_write_json(record, {"loader": key, "test_lock_sha256": lock_sha, "cases": count})

@@ -175,6 +175,7 @@ class TransferHyperModel(keras_tuner.HyperModel):
             base_config = base_config.replace(monitor=self.objective)
         self.base_config = base_config
         self.verbose = int(verbose)
+        self.clock = None  # a SearchClock, set by run_search (for the first ETA after the first epoch)
         self.user_hypermodel = None
         if build is not None:
             if isinstance(build, keras_tuner.HyperModel):
@@ -311,7 +312,11 @@ class TransferHyperModel(keras_tuner.HyperModel):
             return TrialFit(metrics=_metrics_of(outcome, self.objective), history=None, replicas=replicas,
                             epochs={})
         from ..training import fit_two_phases
+        from ._progress import TrialEpochProgress
 
+        if self.verbose >= 1:  # the trial's epochs with an ETA (a live bar in a notebook)
+            total = config.head_epochs + (config.finetune_epochs if config.has_finetune_phase else 0)
+            callbacks = [*callbacks, TrialEpochProgress(total, self.clock)]
         with scope:
             result = fit_two_phases(model, train, val, config, task=self.task_spec, classes=self.classes or None,
                                     callbacks=list(callbacks), verbose=self.verbose >= 2)

@@ -1,15 +1,87 @@
-"""Progress of a running search: a line with an ETA each time a trial finishes."""
+"""Progress of a running search: a line with an ETA as each trial's epochs pass and as each trial finishes.
+
+On a terminal the lines go to standard error (``tl_radiology._progress.Progress``); in a notebook the epochs of
+a trial are Keras' own live progress bar (``keras.utils.Progbar``) instead of a stream of lines.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
+import time
 from pathlib import Path
 
-from .._progress import Progress
+import keras
+
+from .._progress import Progress, is_quiet, status
 from ._tuner import TRIAL_INFO_FILE
 
-__all__ = ["trial_progress", "finished_trials"]
+__all__ = ["trial_progress", "finished_trials", "TrialEpochProgress", "SearchClock"]
+
+
+class SearchClock:
+    """What a search has done so far, to estimate its end after its first epoch (before any trial ends).
+
+    Args:
+        expected_trials: the trials the search will run at most (``max_trials``).
+    """
+
+    def __init__(self, expected_trials: int | None):
+        self.expected_trials = expected_trials
+        self.start = time.monotonic()
+        self.epochs = 0
+        self.trials_started = 0
+        self.announced = False
+
+    def first_estimate(self, epochs_per_trial: int) -> str | None:
+        """The search's first ETA, once, after its first epoch: seconds per epoch x the epochs still to come."""
+        if self.announced or self.epochs < 1 or not self.expected_trials:
+            return None
+        self.announced = True
+        per_epoch = (time.monotonic() - self.start) / self.epochs
+        remaining = self.expected_trials * epochs_per_trial - self.epochs
+        minutes = per_epoch * max(remaining, 0) / 60.0
+        return (f"search: first epoch took {per_epoch:.0f} s; at most {self.expected_trials} trials x "
+                f"{epochs_per_trial} epochs: ETA about {minutes:.0f} min (early stopping may end trials sooner)")
+
+
+class TrialEpochProgress(keras.callbacks.Callback):
+    """A trial's epochs with an ETA: ``trial 2 (epochs): 3/8 (38%) elapsed 24s, ETA 40s``.
+
+    In a notebook (an IPython kernel is running) Keras' own live bar is drawn instead of lines.
+
+    Args:
+        total: the epochs the trial runs at most (both phases).
+        clock: the search's :class:`SearchClock` (counts epochs across trials for the first ETA).
+    """
+
+    def __init__(self, total: int, clock: SearchClock | None = None):
+        super().__init__()
+        self.total = max(int(total), 1)
+        self.clock = clock or SearchClock(None)
+        self.clock.trials_started += 1
+        label = f"trial {self.clock.trials_started} (epochs)"
+        self.notebook = "ipykernel" in sys.modules
+        if self.notebook:
+            self.bar = keras.utils.Progbar(self.total, unit_name="epoch", verbose=0 if is_quiet() else 1)
+            print(label, file=sys.stdout, flush=True)
+        else:
+            self.bar = Progress(self.total, label, min_interval=0.0)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.clock.epochs += 1
+        if self.notebook:
+            self.bar.add(1)
+        else:
+            self.bar.update()
+        first = self.clock.first_estimate(self.total)
+        if first:
+            status(first)
+
+    def on_train_end(self, logs=None):
+        if not self.notebook:
+            self.bar.close()
 
 
 def finished_trials(project_dir: Path) -> int:

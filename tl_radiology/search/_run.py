@@ -22,6 +22,7 @@ from ._folds import describe_folds, patient_folds
 from ._hypermodel import TransferHyperModel, objective_direction
 from ._results import (SearchResult, check_settings, count_statuses, raise_if_all_failed, summary_path_for,
                        trial_records, trials_frame, write_summary)
+from ._progress import SearchClock
 from ._space import SearchSpace
 from ._tuner import TUNERS, SearchTuner, make_oracle, quiet_stdout, reload_project, trial_tracebacks
 
@@ -233,6 +234,7 @@ def run_search(
     hm = TransferHyperModel(train_cases, val_cases, loader=loader, cache=cache, base_config=base_config,
                             space=space, task=task, classes=classes, objective=objective, build=hypermodel,
                             verbose=verbose)
+    hm.clock = SearchClock(max_trials)
     objective = hm.objective
     direction = objective_direction(objective)
     if hypermodel is None:
