@@ -53,6 +53,13 @@ def format_run_result(result: RunResult) -> str:
         threshold = result.validation.get("threshold")
         lines.append("validation (the threshold is chosen on these cases, so its sensitivity/specificity are "
                      "optimistic):")
+        names = result.validation.get("class_names") or {}
+        if result.validation.get("positive_class") is not None:
+            lines.append(f"  classes: {', '.join(names.values())}; positive class "
+                         f"{result.validation.get('positive_class_name')} (sensitivity, specificity, PPV, NPV and "
+                         "the threshold refer to it)")
+        elif names:
+            lines.append(f"  classes: {', '.join(names.values())}")
         if threshold and isinstance(threshold.get("threshold"), (int, float)):
             lines.append(f"  threshold ({result.validation.get('threshold_method')}): {threshold['threshold']:.4g}")
         for name, summary in rows:

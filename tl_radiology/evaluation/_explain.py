@@ -22,7 +22,7 @@ from .._progress import Progress, status
 from ..data import RunDir, load_arrays, loader_from_config
 from . import _runfiles as files
 from ._gradcam import explain_target, grad_cam, overlay
-from ._scoring import predicted_labels, threshold_values
+from ._scoring import class_names_of, predicted_labels, threshold_values
 
 __all__ = ["explain_run", "sample_cases", "png_bytes"]
 
@@ -160,12 +160,14 @@ def explain_run(run_dir, *, split: str = "val", num: int = 8, seed: int = 0, lay
 
 
 def _explain_one(trained, image, probability, task, classes, backbone, layer):
-    """Heatmap of one case and the name of the class it explains (binary: the positive class)."""
+    """Heatmap of one case and the name of the class it explains (binary: the positive class), as people call it
+    (the model's ``class_names``, else the label): the caption reads "evidence for pneumonia"."""
+    names = class_names_of(classes, getattr(trained, "training_config", None))
     if task == "binary":
-        index, explained = 1, classes[1] if classes else "positive"
+        index, explained = 1, names.get(str(classes[1]), classes[1]) if classes else "positive"
     elif task in ("multiclass", "multilabel"):
         index = int(np.argmax(probability))
-        explained = classes[index] if classes else str(index)
+        explained = names.get(str(classes[index]), classes[index]) if classes else str(index)
     else:
         index, explained = 0, "predicted value"
     heat = grad_cam(trained.model, image[None], class_index=index, layer=layer, backbone=backbone)[0]

@@ -32,7 +32,16 @@ from .._progress import status
 from ..data import Manifest, RunDir, check_external_content, sha256_file
 from . import _runfiles as files
 from ._baseline import compare_with_baseline
-from ._scoring import is_ordinal, key_metric_rows, prediction_table, score, threshold_values, write_plots
+from ._scoring import (
+    class_fields,
+    class_names_of,
+    is_ordinal,
+    key_metric_rows,
+    prediction_table,
+    score,
+    threshold_values,
+    write_plots,
+)
 
 __all__ = ["evaluate_run", "evaluate_external"]
 
@@ -91,6 +100,7 @@ def _evaluate_sealed(seal_run: RunDir, out_dir: Path, trained, *, model_run: Pat
                      reopen_reason, n_bootstrap: int, seed, site: str | None, extra: dict | None = None) -> dict:
     """Open one sealed test set, predict, score, write ``out_dir/final_test.json`` + ``final/``, complete."""
     task, classes = trained.task.task, list(trained.classes or [])
+    names = class_names_of(classes, _split_info(model_run), trained.training_config)
     sealed = seal_run.sealed_test()
     cases = sealed.open(purpose, reopen_reason=reopen_reason)
     started = files.now()
@@ -99,12 +109,12 @@ def _evaluate_sealed(seal_run: RunDir, out_dir: Path, trained, *, model_run: Pat
     patients = cases["patient"].tolist()
     result = score(task, classes, cases["label"], probabilities, patients=patients,
                    threshold_record=trained.threshold, n_bootstrap=n_bootstrap, seed=seed,
-                   ordinal=is_ordinal(trained))
+                   ordinal=is_ordinal(trained), class_names=names)
     table = prediction_table(cases, task, classes, probabilities, trained.threshold)
     with atomic_directory(out_dir / files.FINAL_DIR) as tmp:
         plots = write_plots(tmp, task, classes, cases["label"], probabilities, patients=patients,
                             threshold_record=trained.threshold, n_bootstrap=n_bootstrap, seed=seed,
-                            what="external " + site if site else "test set")
+                            what="external " + site if site else "test set", class_names=names)
         atomic_write_text(tmp / files.TEST_PREDICTIONS, table.to_csv(index=False, lineterminator="\n"))
     events = files.events_since_seal(seal_run.audit_events())
     opening = next((e for e in events if e.get("opening_id") == sealed.opening_id), {})
@@ -117,13 +127,14 @@ def _evaluate_sealed(seal_run: RunDir, out_dir: Path, trained, *, model_run: Pat
         "started_at": started,
         "task": task,
         "classes": classes,
+        **class_fields(task, classes, names),
         "threshold": {
             "values": _threshold_summary(task, classes, trained.threshold),
             "chosen_on": "validation" if trained.threshold else None,
             "method": (trained.threshold or {}).get("method"),
             "target": (trained.threshold or {}).get("target"),
             "validation_choice": trained.threshold,
-            "rule": _rule(task),
+            "rule": _rule(task, classes, names),
             "note": "Applied unchanged; never re-tuned on the test set.",
         },
         "counts": {"cases": int(len(cases)), "patients": int(cases["patient"].nunique()),
@@ -176,7 +187,19 @@ def _threshold_summary(task, classes, record):
     return float(values)
 
 
-def _rule(task: str) -> str:
+def _split_info(run_path: Path) -> dict:
+    """The run's ``split.json`` (for its class names), or nothing."""
+    try:
+        return RunDir(run_path).info
+    except (RunDirError, OSError, ValueError):
+        return {}
+
+
+def _rule(task: str, classes=None, names=None) -> str:
+    if task == "binary" and classes and len(classes) == 2:
+        names = names or {}
+        positive, negative = names.get(classes[1], classes[1]), names.get(classes[0], classes[0])
+        return f"{positive} (the positive class) if its probability >= threshold, else {negative}"
     return {
         "binary": "positive class if probability >= threshold",
         "multiclass": "class of the largest probability (argmax); no threshold",

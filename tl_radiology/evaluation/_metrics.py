@@ -126,7 +126,8 @@ def _confusion_dict(matrix: np.ndarray, names: Sequence[str]) -> dict:
 # ------------------------------------------------------------------------------------------------------ binary
 
 def binary_metrics(y_true, y_prob, *, threshold, patient_ids=None, n_bootstrap: int = 2000,
-                   confidence: float = 0.95, seed: int | None = 0, n_bins: int = 10) -> dict:
+                   confidence: float = 0.95, seed: int | None = 0, n_bins: int = 10,
+                   class_names: Sequence[str] | None = None) -> dict:
     """Radiology-grade metrics of a binary task, each with a patient-level bootstrap confidence interval.
 
     Reported: ROC AUC; PR AUC (average precision); at ``threshold`` (chosen on validation, see
@@ -150,9 +151,14 @@ def binary_metrics(y_true, y_prob, *, threshold, patient_ids=None, n_bootstrap: 
         confidence: coverage of the intervals (0.95 = 2.5th to 97.5th percentiles).
         seed: random seed of the bootstrap; the same seed gives the same intervals.
         n_bins: number of equal-width bins of the calibration error and reliability data.
+        class_names: the names of the negative and the positive class (label 0, label 1), for people:
+            ``("normal", "pneumonia")``. They name the confusion matrix's rows and the threshold rule, and are
+            returned as ``negative_class`` / ``positive_class``; sensitivity is then the fraction of
+            ``class_names[1]`` cases called ``class_names[1]``. Default: ``negative (0)`` / ``positive (1)``.
 
     Returns:
-        A JSON-able dict: ``task``, ``n_cases``, ``n_patients`` (``None`` without ``patient_ids``),
+        A JSON-able dict: ``task``, ``positive_class`` and ``negative_class`` (``None`` without
+        ``class_names``), ``n_cases``, ``n_patients`` (``None`` without ``patient_ids``),
         ``patient_ids_given``, ``n_positive``, ``n_negative``, ``threshold``
         (value, rule, how chosen), ``metrics`` (name -> ``{"estimate", "ci_low", "ci_high",
         "n_resamples_used"}``), ``confusion_matrix`` (class order negative, positive; rows true, columns
@@ -172,13 +178,23 @@ def binary_metrics(y_true, y_prob, *, threshold, patient_ids=None, n_bootstrap: 
     y = as_binary_labels(y_true, "y_true")
     p = as_probabilities(y_prob, "y_prob")
     n = check_same_length(y_true=y, y_prob=p)
+    if class_names is not None:
+        if isinstance(class_names, str) or len(class_names) != 2:
+            raise InputError(f"class_names must name the negative and the positive class, e.g. ('normal', "
+                             f"'pneumonia'); received {class_names!r}.")
+        negative, positive = (str(c) for c in class_names)
+        rule = f"{positive} (positive) if y_prob >= threshold, else {negative}"
+        order_names = [f"{negative} (negative)", f"{positive} (positive)"]
+    else:
+        negative = positive = None
+        rule, order_names = _RULE, ["negative (0)", "positive (1)"]
     if isinstance(threshold, ThresholdChoice):
-        threshold_info = {"value": float(threshold.threshold), "rule": _RULE,
+        threshold_info = {"value": float(threshold.threshold), "rule": rule,
                           "chosen_on_validation": threshold.to_dict()}
         t = check_threshold(threshold.threshold)
     else:
         t = check_threshold(threshold)
-        threshold_info = {"value": t, "rule": _RULE, "chosen_on_validation": None}
+        threshold_info = {"value": t, "rule": rule, "chosen_on_validation": None}
     codes, n_groups, given = _setup(n_bootstrap, confidence, seed, patient_ids, n)
     _one_class_error(y, "y_true", "ROC AUC, sensitivity and specificity each")
     calibration = reliability_curve(y, p, n_bins)  # also checks n_bins
@@ -214,11 +230,13 @@ def binary_metrics(y_true, y_prob, *, threshold, patient_ids=None, n_bootstrap: 
         notes.append("Every case was called positive at this threshold: NPV is undefined.")
     result = _header("binary", n, n_groups, given)
     result.update(
+        positive_class=positive,
+        negative_class=negative,
         n_positive=int(y.sum()),
         n_negative=int(n - y.sum()),
         threshold=threshold_info,
         metrics={name: summarize(point[name], values.get(name), confidence) for name in order},
-        confusion_matrix=_confusion_dict(matrix, ["negative (0)", "positive (1)"]),
+        confusion_matrix=_confusion_dict(matrix, order_names),
         calibration=calibration,
         bootstrap=bootstrap_info(n_bootstrap, confidence, seed, n_groups, given),
         definitions={name: DEFINITIONS[name] for name in order},

@@ -12,6 +12,12 @@ multilabel  ``(n, L)``                     one per label                      la
                                                                               joined by ``|``
 regression  ``(n,)`` values                none                               the value
 ==========  =============================  =================================  ===============================
+
+Classes are the labels of the manifest in index order; a binary task lists the negative class first and the
+positive one second (``Manifest.positive_class``, the recipe's ``positive_class``). Tables keep the labels
+(``prob_<label>`` columns, ``per_class`` keys); people see the names of :func:`class_names_of` (the recipe's or
+manifest's ``class_names``, else the labels): in the confusion matrix, the plots, the threshold rule and the
+``class_names`` / ``positive_class`` fields of the result files.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ __all__ = [
     "prediction_table",
     "key_metric_rows",
     "format_summary",
+    "class_names_of",
+    "class_fields",
 ]
 
 #: The metrics printed by ``evaluate`` and shown first in the report, per task (name in ``result["metrics"]``).
@@ -57,6 +65,39 @@ PLOT_TITLES = {
     "confusion_matrix": "Confusion matrix",
     "bland_altman": "Bland-Altman plot",
 }
+
+
+def class_names_of(classes, *records) -> dict[str, str]:
+    """A name for people for every class: the last of ``records`` (dicts with a ``class_names`` mapping, such as
+    ``split.json`` and a model's ``training_config``) that names it, else its label.
+
+    Example:
+        >>> class_names_of(["0", "1"], {"class_names": {"1": "pneumonia"}})
+        {'0': '0', '1': 'pneumonia'}
+    """
+    names: dict = {}
+    for record in records:
+        names.update((record or {}).get("class_names") or {})
+    return {str(c): str(names.get(str(c), c)) for c in (classes or [])}
+
+
+def class_fields(task: str, classes, names: dict | None) -> dict:
+    """The result files' fields on classes: ``class_names`` (label -> name) and, for a binary task,
+    ``positive_class`` / ``negative_class`` (labels) with their names."""
+    classes = [str(c) for c in (classes or [])]
+    names = {c: (names or {}).get(c, c) for c in classes}
+    out = {"class_names": names}
+    if task == "binary" and len(classes) == 2:
+        out.update(positive_class=classes[1], positive_class_name=names[classes[1]],
+                   negative_class=classes[0], negative_class_name=names[classes[0]])
+    return out
+
+
+def _binary_names(classes, names) -> tuple[str, str] | None:
+    if not classes or len(classes) != 2:
+        return None
+    names = names or {}
+    return str(names.get(classes[0], classes[0])), str(names.get(classes[1], classes[1]))
 
 
 def as_targets(labels, task: str, classes: Sequence[str] | None) -> np.ndarray:
@@ -106,7 +147,10 @@ def choose_thresholds(task: str, classes, y, probabilities, *, method: str = "yo
     regression: ``None`` (argmax / the value itself).
     """
     if task == "binary":
-        return choose_threshold(y, probabilities, method=method, target=target).to_dict()
+        record = choose_threshold(y, probabilities, method=method, target=target).to_dict()
+        if classes and len(classes) == 2:
+            record["positive_class"] = str(classes[1])  # the class whose probability the threshold cuts
+        return record
     if task != "multilabel":
         return None
     per_label, notes = {}, []
@@ -138,11 +182,13 @@ def predicted_labels(task: str, classes, probabilities, thresholds) -> list:
 
 
 def score(task: str, classes, labels, probabilities, *, patients=None, threshold_record=None,
-          n_bootstrap: int = 2000, seed: int | None = 0, ordinal: bool = False) -> dict:
+          n_bootstrap: int = 2000, seed: int | None = 0, ordinal: bool = False, class_names=None) -> dict:
     """Metrics of one set of predictions with patient-bootstrap intervals (the metric function of the task).
 
     ``ordinal`` (multiclass grades in class order, e.g. diabetic-retinopathy grades) adds the quadratic-weighted
-    kappa; a model records it as ``training_config["ordinal"]`` (see :func:`is_ordinal`).
+    kappa; a model records it as ``training_config["ordinal"]`` (see :func:`is_ordinal`). Binary: the positive
+    class is ``classes[1]`` (sensitivity = its cases called it); ``class_names`` (label -> name) names it in the
+    result (``positive_class``, ``negative_class``, the confusion matrix, the threshold rule).
     """
     y = as_targets(labels, task, classes)
     p = np.asarray(probabilities, dtype=np.float64)
@@ -150,7 +196,7 @@ def score(task: str, classes, labels, probabilities, *, patients=None, threshold
     if task == "binary":
         threshold = _choice_from_dict(threshold_record) if _is_choice(threshold_record) else threshold_values(
             task, classes, threshold_record)
-        return binary_metrics(y, p, threshold=threshold, **common)
+        return binary_metrics(y, p, threshold=threshold, class_names=_binary_names(classes, class_names), **common)
     if task == "multiclass":
         present = set(np.unique(y).tolist())
         if len(present) < 2:
@@ -175,14 +221,16 @@ def _is_choice(record) -> bool:
 
 
 def write_plots(folder, task: str, classes, labels, probabilities, *, patients=None, threshold_record=None,
-                n_bootstrap: int = 2000, seed: int | None = 0, what: str = "") -> dict:
+                n_bootstrap: int = 2000, seed: int | None = 0, what: str = "", class_names=None) -> dict:
     """Write the task's plots into ``folder``; return ``{name: file name}``.
 
     Binary: ROC (operating point marked), PR, reliability diagram, confusion matrix. Multiclass: ROC and PR per
     class, confusion matrix. Multilabel: ROC and PR per label (each operating point marked). Regression:
-    Bland-Altman.
+    Bland-Altman. Classes are shown by their names (``class_names``: label -> name; default the labels); a
+    binary plot's title names the positive class.
     """
     folder = Path(folder)
+    shown = [str((class_names or {}).get(c, c)) for c in (classes or [])]
     y = as_targets(labels, task, classes)
     p = np.asarray(probabilities, dtype=np.float64)
     ids = None if patients is None else list(patients)
@@ -191,25 +239,28 @@ def write_plots(folder, task: str, classes, labels, probabilities, *, patients=N
     curves = dict(patient_ids=ids, n_bootstrap=n_bootstrap, seed=seed)
     if task == "binary":
         t = threshold_values(task, classes, threshold_record)
+        positive = f"positive class {shown[1]}" if len(shown) == 2 else ""
+        if positive:
+            suffix = f" ({positive}; {what}, n = {len(y)})" if what else f" ({positive})"
         plot_roc(y, p, folder / "roc.png", threshold=t, title=f"ROC curve{suffix}", **curves)
         plot_pr(y, p, folder / "pr.png", threshold=t, title=f"Precision-recall curve{suffix}", **curves)
         plot_reliability(y, p, folder / "reliability.png", title=f"Reliability diagram{suffix}")
-        plot_confusion_matrix(y, (p >= t).astype(int), folder / "confusion_matrix.png", class_names=list(classes),
+        plot_confusion_matrix(y, (p >= t).astype(int), folder / "confusion_matrix.png", class_names=shown,
                               title=f"Confusion matrix at threshold {t:.3f}{suffix}")
         written = {name: f"{name}.png" for name in ("roc", "pr", "reliability", "confusion_matrix")}
     elif task == "multiclass":
-        plot_roc(y, p, folder / "roc.png", class_names=list(classes), title=f"ROC curves, one vs rest{suffix}",
+        plot_roc(y, p, folder / "roc.png", class_names=shown, title=f"ROC curves, one vs rest{suffix}",
                  **curves)
-        plot_pr(y, p, folder / "pr.png", class_names=list(classes), title=f"Precision-recall curves{suffix}",
+        plot_pr(y, p, folder / "pr.png", class_names=shown, title=f"Precision-recall curves{suffix}",
                 **curves)
-        plot_confusion_matrix(y, np.argmax(p, axis=1), folder / "confusion_matrix.png", class_names=list(classes),
+        plot_confusion_matrix(y, np.argmax(p, axis=1), folder / "confusion_matrix.png", class_names=shown,
                               title=f"Confusion matrix (argmax){suffix}")
         written = {name: f"{name}.png" for name in ("roc", "pr", "confusion_matrix")}
     elif task == "multilabel":
         t = threshold_values(task, classes, threshold_record)
-        plot_roc(y, p, folder / "roc.png", threshold=list(t), class_names=list(classes),
+        plot_roc(y, p, folder / "roc.png", threshold=list(t), class_names=shown,
                  title=f"ROC curves per label{suffix}", **curves)
-        plot_pr(y, p, folder / "pr.png", threshold=list(t), class_names=list(classes),
+        plot_pr(y, p, folder / "pr.png", threshold=list(t), class_names=shown,
                 title=f"Precision-recall curves per label{suffix}", **curves)
         written = {name: f"{name}.png" for name in ("roc", "pr")}
     else:

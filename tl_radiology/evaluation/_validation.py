@@ -14,7 +14,16 @@ from .._progress import status
 from ..data import RunDir, load_arrays, loader_from_config
 from . import _runfiles as files
 from ._baseline import compare_with_baseline
-from ._scoring import as_targets, choose_thresholds, is_ordinal, prediction_table, score, write_plots
+from ._scoring import (
+    as_targets,
+    choose_thresholds,
+    class_fields,
+    class_names_of,
+    is_ordinal,
+    prediction_table,
+    score,
+    write_plots,
+)
 
 __all__ = ["finalize_on_validation"]
 
@@ -27,8 +36,10 @@ def finalize_on_validation(run_dir, trained_model, *, loader=None, cache=None, t
     (binary: one; multilabel: one per label; multiclass: argmax, regression: the value, so none); store it in
     the model and save the model again (``model.json``); write ``val_predictions.csv`` (case id, patient
     pseudonym, label, probability per class, predicted label, threshold), ``val_metrics.json`` (metrics with
-    patient-bootstrap intervals, the threshold and how it was chosen) and the validation plots in
-    ``validation/``. Every file is written atomically.
+    patient-bootstrap intervals, the threshold and how it was chosen, ``class_names`` and for a binary task
+    ``positive_class``: the class sensitivity and the threshold refer to) and the validation plots in
+    ``validation/``. Every file is written atomically. Class names come from the model's
+    ``training_config["class_names"]``, else ``split.json``, else the labels.
 
     The sensitivity and specificity in ``val_metrics.json`` are measured at a threshold tuned on these very
     cases, so they are optimistic; the test set gives the honest numbers.
@@ -67,6 +78,7 @@ def finalize_on_validation(run_dir, trained_model, *, loader=None, cache=None, t
             )
         info = run.info
         task, classes = trained_model.task.task, list(trained_model.classes or info.get("classes") or [])
+        names = class_names_of(classes, info, trained_model.training_config)
         status(f"finalising on validation: predicting {len(cases)} cases")
         if loader is None and trained_model.loader_config is None and trained_model.kind == "ensemble":
             probabilities = trained_model.predict_cases(cases)  # members with different loaders load their own
@@ -83,16 +95,20 @@ def finalize_on_validation(run_dir, trained_model, *, loader=None, cache=None, t
         trained_model.threshold = None
         if record is not None:
             trained_model.set_threshold(record)
+        if isinstance(trained_model.training_config, dict):  # model.json names the classes for later commands
+            trained_model.training_config["class_names"] = names
+            trained_model.training_config["positive_class"] = class_fields(task, classes, names).get("positive_class")
         trained_model.save(run.path)
 
         patients = cases["patient"].tolist()
         result = score(task, classes, cases["label"], probabilities, patients=patients, threshold_record=record,
-                       n_bootstrap=n_bootstrap, seed=seed, ordinal=is_ordinal(trained_model))
+                       n_bootstrap=n_bootstrap, seed=seed, ordinal=is_ordinal(trained_model), class_names=names)
         table = prediction_table(cases, task, classes, probabilities, record)
         atomic_write_text(run.path / files.VAL_PREDICTIONS, table.to_csv(index=False, lineterminator="\n"))
         with atomic_directory(run.path / files.VALIDATION_DIR) as tmp:
             plots = write_plots(tmp, task, classes, cases["label"], probabilities, patients=patients,
-                                threshold_record=record, n_bootstrap=n_bootstrap, seed=seed, what="validation")
+                                threshold_record=record, n_bootstrap=n_bootstrap, seed=seed, what="validation",
+                                class_names=names)
         notes = []
         if task in ("binary", "multilabel"):
             notes.append("The threshold was chosen on these validation cases, so sensitivity and specificity here "
@@ -103,6 +119,7 @@ def finalize_on_validation(run_dir, trained_model, *, loader=None, cache=None, t
             "created_at": files.now(),
             "task": task,
             "classes": classes,
+            **class_fields(task, classes, names),
             "threshold": record,
             "threshold_method": threshold_method if record is not None else None,
             "counts": {"cases": int(len(cases)), "patients": int(cases["patient"].nunique())},
