@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from test_run_support import medmnist_subset, nodule_phantoms, triphasic_phantoms
 
-from tl_radiology import InputError, Recipe, list_recipes, load_recipe
-from tl_radiology import OptionError
+from tl_radiology import InputError, OptionError, Recipe, list_recipes, load_recipe
 from tl_radiology.cli import main
 
 PREBUILT = ["chest_xray", "ct_multiwindow", "ensemble", "liver_lesion_triphasic_ct", "lung_nodule_multiplanar",
@@ -285,8 +286,6 @@ def test_every_missing_weights_file_is_named_at_once(data, tmp_path, capsys):
 
 def test_a_test_case_the_recipe_cannot_load_is_refused_before_anything_is_sealed(data, tmp_path, capsys):
     # A colour image among the sealed test cases of a gray recipe: found while splitting, not after an opening.
-    from pathlib import Path
-
     import pandas as pd
     from skimage.io import imsave
 
@@ -308,3 +307,34 @@ def test_a_test_case_the_recipe_cannot_load_is_refused_before_anything_is_sealed
     assert code == 2 and len(errors) == 1
     assert f"Test case at manifest line {test_row + 2}" in errors[0] and "Nothing was sealed" in errors[0]
     assert not (out / "test.lock").exists() and not (out / "audit.log").exists()
+
+
+@pytest.mark.parametrize("settings, expected", [
+    (["--set", "tuner=bayesian", "--set", 'tuner_options={"alphaa": 0.001}'],
+     r"Unknown option of tuner 'bayesian' 'alphaa'\. Did you mean 'alpha'\?"),
+    (["--set", "seed=4294967296"], r"FineTuneConfig\.seed: expected an integer >= 0 and <= 4294967294"),
+    (["--set", "split_seed=4294967296"], r"field split_seed expects an integer from 0 to 2\*\*32 - 1"),
+])
+def test_search_settings_the_tuner_cannot_take_fail_before_anything_is_written(data, tmp_path, capsys, settings,
+                                                                               expected):
+    out = tmp_path / "run"
+    code = main(["run", "chest_xray", "--manifest", str(data["cxr_csv"]), "--out", str(out), "--set", "weights=none",
+                 "--set", "input_size=32", *settings])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and re.search(expected, errors[0]), errors
+    assert not out.exists()
+
+
+def test_no_validation_fraction_without_a_split_column_fails_before_anything_is_written(data, tmp_path, capsys):
+    import pandas as pd
+
+    frame = pd.read_csv(data["cxr_csv"]).drop(columns=["split"])
+    frame["image"] = [str((Path(data["cxr_csv"]).parent / name).resolve()) for name in frame["image"]]
+    manifest = tmp_path / "manifest.csv"
+    frame.to_csv(manifest, index=False)
+    out = tmp_path / "run"
+    code = main(["run", "chest_xray", "--manifest", str(manifest), "--out", str(out), "--set", "weights=none",
+                 "--set", "input_size=32", "--set", "val_fraction=0", "--set", "allow_outside_root=true"])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and "field val_fraction expects > 0" in errors[0], errors
+    assert not out.exists()

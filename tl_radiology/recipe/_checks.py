@@ -90,6 +90,8 @@ def check_recipe(recipe) -> None:
                            ("gradcam_samples", 0), ("split_seed", 0)):
         if getattr(recipe, field) < minimum:
             recipe._fail(field, f"an integer >= {minimum}")
+    if recipe.split_seed > 2**32 - 1:
+        recipe._fail("split_seed", "an integer from 0 to 2**32 - 1 (NumPy's seed range)")
     if recipe.cv_folds is not None and recipe.cv_folds < 2:
         recipe._fail("cv_folds", "an integer >= 2 or None (the one validation split)")
     if not 0.0 <= recipe.val_fraction < 1.0:

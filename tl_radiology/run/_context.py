@@ -16,7 +16,7 @@ from ..recipe import Recipe, load_recipe
 from ._result import RECIPE_JSON
 
 __all__ = ["resolve_recipe", "previous_recipe", "describe_change", "check_weights", "check_loaded_shape",
-           "resolve_distributed"]
+           "resolve_distributed", "check_search_settings", "check_validation_cases"]
 
 
 def resolve_recipe(recipe, overrides=None) -> Recipe:
@@ -144,3 +144,29 @@ def check_loaded_shape(recipe: Recipe, loader, cases) -> None:
     if recipe.adapter == "replicate" and channels not in (1, 3):
         raise InputError(f"Recipe {recipe.name!r} loads {channels}-channel images, but adapter='replicate' only copies "
                          "1 gray channel to 3 (or passes 3 through). Set adapter=stem or adapter=projection.")
+
+
+def check_search_settings(recipe: Recipe) -> None:
+    """The tuner takes the recipe's seed and ``tuner_options`` (names checked, with suggestions): a throwaway
+    oracle is built now, so that a bad value fails before the split is sealed and the cache written."""
+    from .._errors import TLRadiologyError
+    from ..search import make_oracle  # deferred: keras-tuner imports TensorFlow
+
+    epochs = recipe.head_epochs + recipe.finetune_epochs
+    try:
+        make_oracle(recipe.tuner, objective=recipe.objective or "val_loss", direction="min",
+                    max_trials=recipe.max_trials, seed=recipe.seed, max_consecutive_failed_trials=None,
+                    options=recipe.tuner_options or None, max_epochs=max(epochs, 1))
+    except TLRadiologyError as exc:
+        raise type(exc)(f"Recipe {recipe.name!r}: field tuner_options / seed: {exc}") from None
+
+
+def check_validation_cases(recipe: Recipe, table) -> None:
+    """A new split must give validation cases (the search, early stopping and the threshold need them)."""
+    honoured = "split" in table.cases.columns and not recipe.resplit
+    if recipe.cv_folds is None and recipe.val_fraction == 0.0 and not honoured:
+        raise InputError(
+            f"Recipe {recipe.name!r}: field val_fraction expects > 0 when the manifest has no split column; "
+            "received 0.0. The search, early stopping and the threshold need validation cases: --set "
+            "val_fraction=0.15 (or give the manifest a split column, or cv_folds)."
+        )

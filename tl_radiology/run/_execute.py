@@ -42,6 +42,8 @@ from ._context import (
     check_weights,
     describe_change,
     previous_recipe,
+    check_search_settings,
+    check_validation_cases,
     resolve_distributed,
     resolve_recipe,
 )
@@ -108,8 +110,10 @@ def _prepare(recipe, manifest, out, *, overrides, cache, restart_search, distrib
     state = _Run(run=RunDir(Path(out)), recipe=recipe, source=source, manifest=manifest, cache=cache,
                  restart_search=restart_search, distributed=distributed, strategy=strategy, verbose=int(verbose),
                  final=final, role=role, recipe_arg=recipe_arg)
+    check_search_settings(recipe)
     if not state.worker and not state.run.has_split():
         state.table = read_manifest(state.run, recipe, manifest)
+        check_validation_cases(recipe, state.table)
         check_loaded_shape(recipe, recipe.loader(), state.table.cases)  # before anything is written
     return state
 

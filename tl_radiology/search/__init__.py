@@ -37,6 +37,7 @@ _LAZY = {
     "write_ensemble_summary": "_results",
     "data_fingerprint": "_run",
     "run_search": "_run",
+    "make_oracle": "_tuner",
 }
 
 
@@ -64,4 +65,5 @@ __all__ = [
     "write_ensemble_summary",
     "trial_progress",
     "data_fingerprint",
+    "make_oracle",
 ]

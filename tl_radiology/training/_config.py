@@ -193,7 +193,7 @@ class FineTuneConfig:
         number("early_stopping_patience", low=1, integer=True, none=True)
         if self.monitor is not None:
             option("monitor", tuple(MONITORS), "monitor")
-        number("seed", low=0, integer=True)
+        number("seed", low=0, high=2**32 - 2, integer=True)  # keras-tuner seeds its oracle with seed + 1 < 2**32
         option("precision", PRECISIONS, "precision")
         if self.head_epochs + self.finetune_epochs == 0:
             raise InputError(
