@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import errno
 import importlib
 import os
 import re
@@ -160,8 +161,20 @@ def main(argv=None) -> int:
     except PermissionError as exc:
         if debug:
             traceback.print_exc()
-        print(f"error: permission denied: {exc.filename or exc}. Choose a path you can write to.", file=sys.stderr)
+        print(f"error: permission denied: {exc.filename or exc} cannot be read or written by this user. Check the "
+              "file's permissions, or choose a path you can read (inputs) or write (--out).", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if debug:
+            traceback.print_exc()
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            print(f"error: no space left while writing {exc.filename or 'the output folder'} "
+                  f"({os.strerror(exc.errno)}). Free space there or choose another --out, then run the command again "
+                  "(finished steps are kept; nothing half-written is used).", file=sys.stderr)
+            return 2
+        print(f"error: unexpected {type(exc).__name__}: {_one_line(exc)} (run again with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, traceback only with --debug
         if debug:
             traceback.print_exc()
