@@ -9,7 +9,9 @@ HELP = "write a MedMNIST .npz file as PNG images and a manifest with the officia
 DESCRIPTION = """\
 Write every image of a 2-D MedMNIST file (e.g. pneumoniamnist.npz, retinamnist.npz) as an 8-bit PNG (gray or RGB,
 lossless, byte-for-byte reproducible) under DIR/<split>/, and DIR/manifest.csv with patient_id, label, image and
-split (the official split). MedMNIST has no patient ids: each image is its own patient.
+split (the official split). Labels are MedMNIST's own class names when the file is named after its data set
+(pneumoniamnist.npz: normal / pneumonia; retinamnist.npz: grades 0-4), else the npz's integers.
+MedMNIST has no patient ids: each image is its own patient.
 Data: MedMNIST v2 (Yang et al., Scientific Data 2023), CC BY 4.0; cite it and the source data set.
 """
 
