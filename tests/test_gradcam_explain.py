@@ -34,8 +34,8 @@ def test_validation_overlays_cover_every_class_and_name_cases_by_pseudonym(run, 
         data = (folder / entry["file"]).read_bytes()
         assert data.startswith(PNG_SIGNATURE) and entry["file"] == f"{entry['case_id']}.png"
         image = np.asarray(Image.open(folder / entry["file"]))
-        # 32 px input enlarged 4x: the input (128 px) and the overlay side by side, with a 4-pixel gap (16 px).
-        assert image.shape == (128, 128 + 16 + 128, 3)
+        # 32 px input enlarged 8x (bilinear) for display: the input (256 px) and the overlay side by side, 8 px apart.
+        assert image.shape == (256, 256 + 8 + 256, 3)
         assert 0 <= min(entry["heatmap_max_at"]) and max(entry["heatmap_max_at"]) < 32
     assert RAW_PATIENT_TEXT not in (folder / "index.json").read_text()
     assert [e["event"] for e in RunDir(run).audit_events()] == ["sealed"]

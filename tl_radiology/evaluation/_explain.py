@@ -1,10 +1,17 @@
 """Grad-CAM galleries of a run: overlays for a sample of validation cases, and of test cases after the final test.
 
-Written to ``explain/<split>/``: one PNG per case (the model input beside the Grad-CAM overlay), named by the
-case's pseudonymous id, and ``index.json`` (case id, patient pseudonym, true and predicted label, probability,
-the class explained). The folder is replaced atomically. Test cases are explained only after the final
-evaluation completed: before that, looking at test images and the model's reasons for them would be a peek at
-the sealed test set.
+Written to ``explain/<split>/``: one PNG per case (the model input beside the Grad-CAM overlay blended on it),
+named by the case's pseudonymous id, and ``index.json`` (case id, patient pseudonym, true and predicted label,
+probability, the class explained). The folder is replaced atomically. Small model inputs (32 or 64 px) are
+enlarged for display to at least 256 px a side (the image and the heatmap bilinearly), so a reader sees where the
+evidence lies; ``heatmap_max_at`` stays in the model input's pixels.
+
+Test cases are explained only after the final evaluation completed: before that, looking at test images and the
+model's reasons for them would be a peek at the sealed test set. :func:`explain_evaluated_test` is what
+``evaluate`` calls right after the evaluation, still holding the run and with the test files it has just
+verified against the seal, so the report shows test-case overlays without another command and without another
+look at the test set; it records the evaluation's opening id in ``index.json`` and writes nothing to
+``audit.log``.
 """
 
 from __future__ import annotations
@@ -24,9 +31,10 @@ from . import _runfiles as files
 from ._gradcam import explain_target, grad_cam, overlay
 from ._scoring import class_names_of, predicted_labels, threshold_values
 
-__all__ = ["explain_run", "sample_cases", "png_bytes"]
+__all__ = ["explain_run", "explain_evaluated_test", "sample_cases", "png_bytes"]
 
-_MIN_SIDE = 128  # small model inputs (32 px) are enlarged (nearest neighbour) so the overlay can be read
+_MIN_SIDE = 256  # small model inputs (32 or 64 px) are enlarged (bilinear) to this side so the overlay can be read
+_GAP = 8  # white pixels between the input and its overlay
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
@@ -38,17 +46,32 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _enlarge(rgb: np.ndarray) -> np.ndarray:
-    factor = max(1, int(np.ceil(_MIN_SIDE / min(rgb.shape[:2]))))
-    return np.repeat(np.repeat(rgb, factor, axis=0), factor, axis=1)
+def _enlarge(image: np.ndarray, heat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The image (H x W x C in [0, 1]) and its heatmap enlarged bilinearly so the shorter side is at least
+    ``_MIN_SIDE`` pixels (by a whole factor; larger inputs are left as they are)."""
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim == 2:
+        image = image[..., None]
+    factor = max(1, int(np.ceil(_MIN_SIDE / min(image.shape[:2]))))
+    if factor == 1:
+        return image, np.asarray(heat, dtype=np.float32)
+    from skimage.transform import resize
+
+    size = (image.shape[0] * factor, image.shape[1] * factor)
+    big = resize(image, (*size, image.shape[2]), order=1, mode="edge", anti_aliasing=False, preserve_range=True)
+    hot = resize(np.asarray(heat, dtype=np.float32), size, order=1, mode="edge", anti_aliasing=False,
+                 preserve_range=True)
+    return np.clip(big, 0.0, 1.0).astype(np.float32), np.clip(hot, 0.0, 1.0).astype(np.float32)
 
 
 def _panel(image: np.ndarray, heat: np.ndarray, channel) -> np.ndarray:
-    """The model input (gray or RGB) and its overlay side by side, with a 4-pixel white gap."""
+    """The model input (gray or RGB) and the heatmap blended on it, side by side with a white gap, enlarged to at
+    least ``_MIN_SIDE`` pixels a side for display."""
+    image, heat = _enlarge(image, heat)
     plain = overlay(image, np.zeros_like(heat), alpha=0.0, channel=channel)
-    blended = overlay(image, heat, channel=channel)
-    gap = np.full((plain.shape[0], 4, 3), 255, dtype=np.uint8)
-    return _enlarge(np.concatenate([plain, gap, blended], axis=1))
+    blended = overlay(image, heat, alpha=0.45, channel=channel)
+    gap = np.full((plain.shape[0], _GAP, 3), 255, dtype=np.uint8)
+    return np.concatenate([plain, gap, blended], axis=1)
 
 
 def sample_cases(cases: pd.DataFrame, num: int, seed: int = 0) -> pd.DataFrame:
@@ -116,47 +139,96 @@ def explain_run(run_dir, *, split: str = "val", num: int = 8, seed: int = 0, lay
             raise InputError(f"Run directory {run.path} has no {split} cases to explain.")
         cases = sample_cases(cases, num, seed)
         trained = files.load_trained_model(run.path)
-        if trained.kind != "keras":
-            raise InputError(
-                f"Grad-CAM needs a fine-tuned network; the model of {run.path} is of kind {trained.kind!r} "
-                "(a scikit-learn classifier on fixed features, or an ensemble), which has no single gradient to "
-                "follow. Fine-tune a model (mode fine_tune) to get Grad-CAM."
-            )
-        if trained.loader_config is None:
-            raise InputError("The model was saved without its loader; the cases cannot be loaded the way it was "
-                             "trained.")
-        task, classes = trained.task.task, list(trained.classes or [])
-        backbone = files.backbone_name(trained.training_config)
-        explain_target(trained.model, layer=layer, backbone=backbone)  # a bad --layer fails before anything is written
-        x, _ = load_arrays(cases, loader_from_config(trained.loader_config), None)
-        probabilities = trained.predict_proba(x)
-        note = None
-        try:
-            thresholds = threshold_values(task, classes, trained.threshold)
-        except InputError:  # not finalised on validation yet: calls at 0.5, and the index says so
-            thresholds = 0.5 if task == "binary" else np.full(len(classes), 0.5)
-            note = "no validation threshold in model.json yet: predicted labels use 0.5"
-        predicted = predicted_labels(task, classes, probabilities, thresholds)
-        status(f"Grad-CAM of {len(cases)} {split} cases")
-        entries = []
-        with atomic_directory(run.path / files.EXPLAIN_DIR / split) as tmp, Progress(len(cases), "grad-cam") as bar:
-            for i, case in cases.iterrows():
-                heat, explained = _explain_one(trained, x[i], probabilities[i], task, classes, backbone, layer)
-                name = f"{case['case_id']}.png"
-                (tmp / name).write_bytes(png_bytes(_panel(x[i], heat, None)))
-                entries.append({
-                    "case_id": case["case_id"], "patient": case["patient"], "label": str(case["label"]),
-                    "predicted": predicted[i], "probability": _probability(task, probabilities[i]),
-                    "explained_class": explained, "file": name,
-                    "heatmap_max_at": [int(v) for v in np.unravel_index(int(np.argmax(heat)), heat.shape)],
-                })
-                bar.update()
-            atomic_write_json(tmp / "index.json", {
-                "split": split, "num_cases": len(entries), "task": task, "classes": classes,
-                "method": "Grad-CAM (logit of the explained class, backbone's last convolutional layer)",
-                "layer": layer, "backbone": backbone, "created_at": files.now(), "note": note, "cases": entries,
+        _check_explainable(run, trained)
+        return _write_gallery(run, trained, cases, split, layer=layer)
+
+
+def _check_explainable(run: RunDir, trained) -> None:
+    if trained.kind != "keras":
+        raise InputError(
+            f"Grad-CAM needs a fine-tuned network; the model of {run.path} is of kind {trained.kind!r} "
+            "(a scikit-learn classifier on fixed features, or an ensemble), which has no single gradient to "
+            "follow. Fine-tune a model (mode fine_tune) to get Grad-CAM."
+        )
+    if trained.loader_config is None:
+        raise InputError("The model was saved without its loader; the cases cannot be loaded the way it was "
+                         "trained.")
+
+
+def _write_gallery(run: RunDir, trained, cases: pd.DataFrame, split: str, *, layer=None, extra=None) -> Path:
+    """Grad-CAM of ``cases`` (already sampled) into ``explain/<split>/``, replaced atomically."""
+    task, classes = trained.task.task, list(trained.classes or [])
+    backbone = files.backbone_name(trained.training_config)
+    explain_target(trained.model, layer=layer, backbone=backbone)  # a bad --layer fails before anything is written
+    x, _ = load_arrays(cases, loader_from_config(trained.loader_config), None)
+    probabilities = trained.predict_proba(x)
+    note = None
+    try:
+        thresholds = threshold_values(task, classes, trained.threshold)
+    except InputError:  # not finalised on validation yet: calls at 0.5, and the index says so
+        thresholds = 0.5 if task == "binary" else np.full(len(classes), 0.5)
+        note = "no validation threshold in model.json yet: predicted labels use 0.5"
+    predicted = predicted_labels(task, classes, probabilities, thresholds)
+    status(f"Grad-CAM of {len(cases)} {split} cases")
+    entries = []
+    with atomic_directory(run.path / files.EXPLAIN_DIR / split) as tmp, Progress(len(cases), "grad-cam") as bar:
+        for i, case in cases.iterrows():
+            heat, explained = _explain_one(trained, x[i], probabilities[i], task, classes, backbone, layer)
+            name = f"{case['case_id']}.png"
+            (tmp / name).write_bytes(png_bytes(_panel(x[i], heat, None)))
+            entries.append({
+                "case_id": case["case_id"], "patient": case["patient"], "label": str(case["label"]),
+                "predicted": predicted[i], "probability": _probability(task, probabilities[i]),
+                "explained_class": explained, "file": name,
+                "heatmap_max_at": [int(v) for v in np.unravel_index(int(np.argmax(heat)), heat.shape)],
             })
+            bar.update()
+        atomic_write_json(tmp / "index.json", {
+            "split": split, "num_cases": len(entries), "task": task, "classes": classes,
+            "method": "Grad-CAM (logit of the explained class, backbone's last convolutional layer)",
+            "layer": layer, "backbone": backbone, "input_size": list(x.shape[1:3]),
+            "display": f"enlarged bilinearly to at least {_MIN_SIDE} px a side", "created_at": files.now(),
+            "note": note, **(extra or {}), "cases": entries,
+        })
     return run.path / files.EXPLAIN_DIR / split
+
+
+def explain_evaluated_test(run_dir, trained, record: dict, *, num: int | None = None, seed: int = 0) -> Path | None:
+    """Grad-CAM of a sample of test cases, made by ``evaluate`` right after its evaluation completed.
+
+    Called while ``evaluate`` still holds the run directory, with the model it has just evaluated and the test
+    files it has just verified against the seal: no other look at the test set is needed later, and nothing is
+    recorded in ``audit.log`` (the opening was). ``index.json`` records the evaluation's ``opening_id`` and
+    ``evaluated_at``, so the report can tell overlays of this evaluation from older ones. A model without a
+    gradient to follow (fixed features, an ensemble) gets none; a failure here never undoes the completed
+    evaluation: it is reported as a status line and ``None`` is returned.
+
+    Args:
+        run_dir: the run directory (its lock already held by the caller).
+        trained: the :class:`~tl_radiology.training.TrainedModel` that was evaluated.
+        record: the ``final_test.json`` record just written.
+        num: cases to explain; default: as many as the validation gallery shows (8 when there is none).
+        seed: which cases are sampled.
+
+    Returns:
+        The folder written (``explain/test``), or ``None``.
+    """
+    run = RunDir(run_dir)
+    if trained.kind != "keras" or trained.loader_config is None:
+        return None
+    if num is None:
+        shown = files.read_json(run.path / files.EXPLAIN_DIR / "val" / "index.json", missing_ok=True) or {}
+        num = int(shown.get("num_cases") or 8)
+    seal = record.get("seal") or {}
+    try:
+        cases = sample_cases(_test_cases(run), num, seed)
+        return _write_gallery(run, trained, cases, "test", extra={
+            "opening_id": seal.get("opening_id"), "evaluated_at": record.get("evaluated_at"),
+            "made_by": "evaluate, right after the evaluation (the test files it had just verified)"})
+    except Exception as exc:  # noqa: BLE001 -- the evaluation is complete; a missing picture must not undo it
+        status(f"Grad-CAM of test cases skipped: {type(exc).__name__}: {exc}. "
+               f"Make them with `tl-radiology explain {run.path} --split test`.")
+        return None
 
 
 def _explain_one(trained, image, probability, task, classes, backbone, layer):

@@ -217,7 +217,8 @@ def evaluate_run(run_dir, *, reopen_reason: str | None = None, n_bootstrap: int 
     recorded), loads the test cases with the saved loader and no cache, predicts, computes the task's metrics
     with the **validation** threshold and patient-bootstrap intervals, writes the plots and
     ``test_predictions.csv`` under ``final/``, writes ``final_test.json`` atomically and records the completed
-    evaluation in ``audit.log``.
+    evaluation in ``audit.log``. For a fine-tuned network it then writes Grad-CAM overlays of a sample of test
+    cases to ``explain/test/`` (still holding the run, from the files it has just verified), for the report.
 
     Args:
         run_dir: the run directory.
@@ -246,9 +247,15 @@ def evaluate_run(run_dir, *, reopen_reason: str | None = None, n_bootstrap: int 
     with files.holding_lock(run.path, "evaluate"):
         trained = files.load_trained_model(run.path)
         _check_ready(trained, trained.task.task, list(trained.classes or []))
-        return _evaluate_sealed(run, run.path, trained, model_run=run.path, purpose="final evaluation",
-                                kind="final_test", reopen_reason=reopen_reason, n_bootstrap=n_bootstrap,
-                                seed=seed, site=None)
+        record = _evaluate_sealed(run, run.path, trained, model_run=run.path, purpose="final evaluation",
+                                  kind="final_test", reopen_reason=reopen_reason, n_bootstrap=n_bootstrap,
+                                  seed=seed, site=None)
+        # Grad-CAM of test cases now, with the files this opening verified, so the report shows them without
+        # another look at the test set (nothing more in audit.log; a failure here never undoes the evaluation).
+        from ._explain import explain_evaluated_test
+
+        explain_evaluated_test(run.path, trained, record)
+        return record
 
 
 # ---------------------------------------------------------------------------------------------- external sites
