@@ -338,3 +338,8 @@ def test_no_validation_fraction_without_a_split_column_fails_before_anything_is_
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert code == 2 and len(errors) == 1 and "field val_fraction expects > 0" in errors[0], errors
     assert not out.exists()
+
+
+def test_an_input_size_that_cannot_fit_in_memory_is_refused_with_the_field_named():
+    with pytest.raises(InputError, match=r"field input_size expects an integer <= 4096 pixels .*received 100000"):
+        base(input_size=100000)

@@ -130,6 +130,8 @@ def test_triphasic_liver_run_never_opens_the_test_set_resumes_and_evaluates(data
         assert list(history["phase"]) == ["head", "finetune"]
         # The final model is the best trial's training again (same configuration and seed): same values.
         assert history["val_auc"].max() == pytest.approx(_check_search(run)["best"]["objective"], abs=1e-4)
+        assert model["training_config"]["search_best_trial"] == "0" and model["training_config"]["reproduces_trial"]
+        assert "final model reproduces best trial 0: val_auc" in out
 
         # Again: everything is up to date, nothing is trained.
         stamp = (run / "model.keras").stat().st_mtime_ns

@@ -1,4 +1,3 @@
-import importlib
 """tl_radiology: transfer learning on radiology images with Keras 3 / TensorFlow.
 
 The package is split into parts with one job each (see the README): ``io`` reads DICOM and raster images,
@@ -14,6 +13,7 @@ import os as _os
 # Keras 3 runs on several backends; this toolkit is built and tested on TensorFlow.
 _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+from ._lazy import lazy_names  # noqa: E402
 from ._version import __version__
 
 from ._errors import (  # noqa: E402
@@ -46,16 +46,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'tl_radiology' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, globals(), _LAZY)
 
 
 __all__ = [

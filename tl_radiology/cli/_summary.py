@@ -47,6 +47,7 @@ def format_run_result(result: RunResult) -> str:
         state = " (already up to date: nothing retrained)" if result.up_to_date else ""
         lines.append(f"final model{state}: {record.kind} -- {files}")
         lines.append(f"started from: {starting_weights_text(record.weights)}")
+        lines.extend(_reproduction_lines(record))
     if result.validation is not None:
         metrics = result.validation.get("metrics") or {}
         rows = key_metric_rows(metrics)
@@ -92,3 +93,17 @@ def starting_weights_text(weights) -> str:
 
 def _short(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _reproduction_lines(trained) -> list[str]:
+    """Whether the final model's validation value matches its best trial's (one line; a warning if not)."""
+    config = trained.training_config or {}
+    trial, objective = config.get("search_best_trial"), config.get("search_objective")
+    final, best = config.get("final_objective"), config.get("search_best_objective")
+    if trial is None or final is None or best is None:
+        return []
+    line = f"final model reproduces best trial {trial}: {objective} {final:.4g} (trial {best:.4g})"
+    if config.get("reproduces_trial") is False:
+        line = (f"WARNING: the final model's {objective} {final:.4g} differs from best trial {trial}'s {best:.4g}; "
+                "it was trained again from the trial's configuration and seed (see model.json training_config)")
+    return [line]

@@ -27,11 +27,11 @@ from ..data import Manifest, load_arrays, make_dataset
 from ..evaluation import explain_run, finalize_on_validation
 from ..recipe import Recipe
 from ..search import data_fingerprint
+from .. import training  # fine_tune looked up when called, so a wrapped or patched fine_tune is the one used
 from ..training import (
     BackboneFeatures,
     EpochProgress,
     TrainedModel,
-    fine_tune,
     make_classifier,
     plot_training_curves,
     stack_curve_images,
@@ -77,9 +77,28 @@ def _train_fine_tuned(run, config, train, val, task, classes, loader, cache, wor
     status(f"run: final training{label}: {config.backbone}, {config.head_epochs} head + "
            f"{config.finetune_epochs if config.has_finetune_phase else 0} fine-tuning epochs at most, with the best "
            "trial's hyperparameters")
-    result = fine_tune(train_ds, val_ds, config=config, task=task, classes=classes, out_dir=work,
+    keras.backend.clear_session()  # as before each trial's build: the same fresh state and seeded initialisation
+    result = training.fine_tune(train_ds, val_ds, config=config, task=task, classes=classes, out_dir=work,
                        callbacks=[EpochProgress(total, f"final training{label} (epochs)")], verbose=verbose > 0)
     return result
+
+
+def record_trial_reproduction(training_config: dict, search, result) -> None:
+    """Record which trial the final model reproduces, and whether its validation objective matches the trial's.
+
+    The final model is trained again from the best trial's configuration and seed (trials keep no weights); its
+    best validation value should equal the trial's. A difference beyond 0.02 is recorded as not reproduced (and
+    the run summary says so), e.g. when Hyperband trained the trial with a reduced epoch budget.
+    """
+    objective = search.objective
+    trial_value = search.best_objective
+    final_value = (result.best_metrics() or {}).get(objective)
+    training_config["search_best_trial"] = search.best_trial_id
+    training_config["search_objective"] = objective
+    training_config["search_best_objective"] = None if trial_value is None else float(trial_value)
+    training_config["final_objective"] = None if final_value is None else float(final_value)
+    if trial_value is not None and final_value is not None:
+        training_config["reproduces_trial"] = bool(abs(float(final_value) - float(trial_value)) <= 0.02)
 
 
 def _train_features(recipe: Recipe, best: dict, train, task, classes, loader, cache):
@@ -118,7 +137,7 @@ def train_final(run, recipe: Recipe, search, train, val, task, classes, loader, 
         result = _train_fine_tuned(run, config, train, val, task, classes, final_loader, cache, work_root / "model",
                                    verbose, "")
         trained = result.to_trained_model(loader=final_loader, classes=classes)
-        trained.training_config["search_best_trial"] = search.best_trial_id
+        record_trial_reproduction(trained.training_config, search, result)
         _move(work_root / "model" / "history.csv", run.path / "history.csv")
         _move(work_root / "model" / "curves.png", run.path / "curves.png")
         return trained
@@ -130,7 +149,7 @@ def train_final(run, recipe: Recipe, search, train, val, task, classes, loader, 
         fitted = _train_fine_tuned(run, config, train, val, task, classes, final_loader, cache, work, verbose,
                                    f" of member {i} ({member})")
         model = fitted.to_trained_model(loader=final_loader, classes=classes)
-        model.training_config["search_best_trial"] = result.best_trial_id
+        record_trial_reproduction(model.training_config, result, fitted)
         members.append(model)
         histories.append(fitted.history.assign(member=i, backbone=member))
         titled = work / "curves_titled.png"
@@ -168,7 +187,7 @@ def up_to_date(run, recipe: Recipe) -> bool:
         return False
     training = record.get("training_config") or {}
     return (training.get("run_recipe_fingerprint") == recipe.fingerprint(exclude=("description",))
-            and training.get("runfinalize_key") == finalize_key(recipe))
+            and training.get("run_finalize_key") == finalize_key(recipe))
 
 
 def record_classes(run, recipe: Recipe, trained) -> None:

@@ -20,8 +20,7 @@ Example:
     >>> result.best_config  # doctest: +SKIP
 """
 
-import importlib
-
+from .._lazy import lazy_names
 from ._space import SearchSpace
 
 # The rest imports keras-tuner and TensorFlow; it is loaded on first use, so that checking a recipe's search
@@ -41,16 +40,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, globals(), _LAZY)
 
 
 __all__ = [

@@ -14,8 +14,7 @@ Example:
     >>> result = fine_tune(train, val, config=config, task="binary", out_dir="runs/a")  # doctest: +SKIP
 """
 
-import importlib
-
+from .._lazy import lazy_names
 from ._config import FineTuneConfig
 
 # Everything else imports TensorFlow; it is loaded on first use, so that checking a configuration (a recipe,
@@ -38,16 +37,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, globals(), _LAZY)
 
 
 __all__ = [
