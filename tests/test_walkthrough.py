@@ -127,10 +127,12 @@ def test_the_walkthrough_runs_as_written_at_a_tiny_size(shared_data, tmp_path):
     # Each command's "next" hint is the page's next command.
     assert f"Next: {shlex.join(run[:run.index('--set')])}" in outputs[0]
     assert f"tl-radiology evaluate {run_dir}" in outputs[1] and f"tl-radiology report {run_dir}" in outputs[1]
-    assert f"tl-radiology report {run_dir}" in outputs[2]
+    # evaluate names its results (it gives no "next" line); report names the page it wrote.
+    assert f"results: {run_dir}/final_test.json" in outputs[2]
+    assert f"report: {run_dir}/report/report.html" in outputs[3]
     # The lines the page shows of each output start as the commands' lines do (up to the first number).
     printed = "\n".join(outputs).splitlines()
-    shown = re.findall(r"^(?:Wrote|Next|Recipe|split|started from|Final test|Report)\b.*$",
+    shown = re.findall(r"^(?:Wrote|Next|Recipe|split|started from|Final test|results|report)\b.*$",
                        _section("What each command prints"), re.M)
     assert len(shown) >= 6, "the page shows the outputs of import-medmnist, run, evaluate and report"
     for line in shown:
