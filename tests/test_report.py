@@ -1,5 +1,7 @@
 """The HTML report: every section present with the run's numbers, self-contained (embedded PNGs, no links out),
-banners for a sealed / evaluated / reused / interrupted test set, and no patient identifier or image path."""
+banners for a sealed / evaluated / reused / interrupted test set (in the summary at the top), and no patient
+identifier or image path. The summary, number formatting, search table, appendix, leakage wording and test-case
+overlays are tested in test_report_summary.py; the page in a real browser in test_report_browser.py."""
 
 from __future__ import annotations
 
@@ -86,7 +88,7 @@ def test_a_sealed_run_reports_validation_only_with_a_sealed_banner(tmp_path_fact
     assert report == run / "report" / "report.html"
     page, html = _parse(report)
     _check_self_contained_and_private(page, html, report, run)
-    assert page.banner == "sealed" and "still sealed" in page.text["status"]
+    assert page.banner == "sealed" and "still sealed" in page.text["summary"]
     assert "Not available" in page.text["final-test"] and "still sealed" in page.text["final-test"]
     assert "tl-radiology explain RUN_DIR --split val" in page.text["gradcam"]
     assert "Not available (no search_summary.json" in page.text["search"]
@@ -109,14 +111,16 @@ def test_an_evaluated_run_shows_the_final_test_numbers_gallery_and_audit(tmp_pat
     run = copy_run(evaluated_run(tmp_path_factory), tmp_path / "run")
     evaluate_external(run, external_manifest(tmp_path_factory), name="site_b", n_bootstrap=100)
     (run / "search_summary.json").write_text(json.dumps({
-        "trials_completed": 7, "trials_failed": 1, "objective": "val_auc",
-        "best_hyperparameters": {"backbone": "vgg16", "head_learning_rate": 0.001}, "best_value": 0.93}))
+        "mode": "fine_tune", "tuner": "random", "objective": {"name": "val_auc", "direction": "max"},
+        "counts": {"total": 8, "completed": 7, "failed": 1}, "space": {"head_learning_rate": [0.001, 0.0001]},
+        "best": {"trial_id": "3", "objective": 0.93,
+                 "hyperparameters": {"backbone": "vgg16", "head_learning_rate": 0.001}}}))
     assert main(["report", str(run)]) == 0
     report = run / "report" / "report.html"
     page, html = _parse(report)
     _check_self_contained_and_private(page, html, report, run)
     final = json.loads((run / "final_test.json").read_text())
-    assert page.banner == "evaluated" and "Evaluated once" in page.text["status"]
+    assert page.banner == "evaluated" and "Evaluated once" in page.text["summary"]
     for name in ("roc_auc", "sensitivity", "specificity", "ppv", "npv"):
         assert float(page.metrics[f"test_{name}"]) == final["metrics"]["metrics"][name]["estimate"]
     auc = final["metrics"]["metrics"]["roc_auc"]
@@ -135,8 +139,8 @@ def test_an_evaluated_run_shows_the_final_test_numbers_gallery_and_audit(tmp_pat
     assert {"final-test", "validation", "external"} <= {s for s, _, _ in page.images}
     for word in ("sealed", "opened", "evaluated"):
         assert word in page.text["audit"]
-    assert "trials_completed7" in page.text["search"].replace(" ", "") and "val_auc" in page.text["search"]
-    assert "best_hyperparameters.head_learning_rate" in page.text["search"]
+    assert "8 trial(s): 7 completed, 1 failed" in page.text["search"] and "val_auc" in page.text["search"]
+    assert "head_learning_rate" in page.text["search"] and "0.930" in page.text["search"]
 
 
 def test_a_reused_test_set_gets_a_red_banner_with_the_reason(tmp_path_factory, tmp_path):
@@ -144,7 +148,7 @@ def test_a_reused_test_set_gets_a_red_banner_with_the_reason(tmp_path_factory, t
     evaluate_run(run, reopen_reason="second reader corrected 2 labels", n_bootstrap=50)
     page, html = _parse(write_report(run))
     assert page.banner == "reused"
-    assert "REUSED TEST SET" in page.text["status"] and "second reader corrected 2 labels" in page.text["status"]
+    assert "REUSED TEST SET" in page.text["summary"] and "second reader corrected 2 labels" in page.text["summary"]
     assert "REUSED TEST SET" in page.text["final-test"]
     assert html.count('class="banner reused"') == 2
 
@@ -159,7 +163,7 @@ def test_an_interrupted_opening_is_reported_without_results_and_audit_paths_stay
                                                "problems": [f"file {first_file} changed"], "num_problems": 1}))
     page, html = _parse(write_report(run))
     _check_self_contained_and_private(page, html, run / "report" / "report.html", run)
-    assert page.banner == "interrupted" and "no evaluation completed" in page.text["status"]
+    assert page.banner == "interrupted" and "no evaluation completed" in page.text["summary"]
     assert "Not available" in page.text["final-test"]
     assert "seal_broken" in page.text["audit"] and "num_problems: 1" in page.text["audit"]
 
