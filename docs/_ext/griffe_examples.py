@@ -1,4 +1,6 @@
-"""A griffe extension for the API reference: read ``Example:`` sections as ``Examples:``.
+"""Griffe extensions for the API reference.
+
+``ExampleSections``: read ``Example:`` sections as ``Examples:``.
 
 The package's Google-style docstrings head their doctest blocks ``Example:``. Griffe takes that singular word as
 an admonition and hands its ``>>>`` lines to Markdown as plain text, where ``result["a"]["b"]`` reads as a
@@ -7,9 +9,10 @@ reference link. As an examples section the lines are rendered as Python code, wh
 
 from __future__ import annotations
 
+import ast
 import re
 
-from griffe import Extension
+from griffe import Alias, Extension
 
 _EXAMPLE = re.compile(r"^(\s*)Example:\s*$", re.M)
 
@@ -21,3 +24,23 @@ class ExampleSections(Extension):
         docstring = getattr(obj, "docstring", None)
         if docstring is not None and "Example:" in docstring.value:
             docstring.value = _EXAMPLE.sub(r"\1Examples:", docstring.value)
+
+
+class LazyNames(Extension):
+    """Show the names a package loads on first use (its ``_LAZY`` table, see ``tl_radiology._lazy``).
+
+    Griffe reads the source without importing it, so a name that the package's ``__getattr__`` provides is not a
+    member it can see. This adds each one as an alias of the object in the private module that defines it.
+    """
+
+    def on_module_members(self, *, mod, **kwargs) -> None:  # noqa: D102 - griffe's hook
+        table = mod.members.get("_LAZY")
+        if table is None or getattr(table, "value", None) is None:
+            return
+        try:
+            names = ast.literal_eval(str(table.value))
+        except (ValueError, SyntaxError):
+            return
+        for name, submodule in names.items():
+            if name not in mod.members:
+                mod.set_member(name, Alias(name, f"{mod.path}.{submodule}.{name}", parent=mod))

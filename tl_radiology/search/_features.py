@@ -292,8 +292,8 @@ def feature_search(
         weights, input_size, adapter, pooling, precision: the feature extractor's settings
             (``BackboneFeatures``); ``precision="mixed_bfloat16"`` extracts in bfloat16 (faster on CPUs with
             native bfloat16; its features are cached apart from float32 ones).
-        tuner, max_trials, objective, directory, project_name, seed, cv_folds, distributed, tuner_options,
-        max_consecutive_failed_trials, overwrite, verbose: as for :func:`run_search`.
+        tuner, max_trials, objective, directory, project_name, seed, cv_folds, distributed: as for
+            :func:`run_search`; so are tuner_options, max_consecutive_failed_trials, overwrite and verbose.
 
     Returns:
         A :class:`SearchResult` whose ``best_config`` is ``{"backbone", "classifier", "classifier_params",
