@@ -38,7 +38,9 @@ def test_mkdocs_build_strict_passes_without_warnings(tmp_path):
     for page in ("index.html", "guides/walkthrough/index.html", "ARCHITECTURE/index.html",
                  "reference/evaluation/index.html"):
         assert (site / page).is_file(), page
-    assert "evaluate_run" in (site / "reference" / "evaluation" / "index.html").read_text(encoding="utf-8")
+    for page, name in (("evaluation", "evaluate_run"), ("training", "fine_tune"), ("search", "run_search"),
+                       ("io", "read_image"), ("run", "run_recipe")):
+        assert name in (site / "reference" / page / "index.html").read_text(encoding="utf-8"), (page, name)
 
 
 def test_every_guide_and_reference_page_is_in_the_nav():
