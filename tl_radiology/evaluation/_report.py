@@ -86,7 +86,7 @@ margin:.3em 0;border-radius:4px}ul.warnings{padding:0;margin:.5em 0}
 #summary{background:#fafbfc;border:1px solid #d8dde3;border-radius:8px;padding:.2em 1.2em .8em}
 #summary h2{border:none;margin-top:.5em}p.lead{font-size:1.1em;margin:.4em 0}
 .cards{display:flex;flex-wrap:wrap;gap:.5em;margin:.5em 0}.card{border:1px solid #cfd6de;border-radius:6px;
-background:#fff;padding:.4em .7em;flex:1 1 8.5em;max-width:13em}.card .name{font-size:.85em;color:#555}.card .value{font-size:1.6em;
+background:#fff;padding:.4em .7em;flex:1 1 0;min-width:7.5em;max-width:14em}.card .name{font-size:.85em;color:#555}.card .value{font-size:1.6em;
 font-weight:700;font-variant-numeric:tabular-nums}.card .ci{font-size:.8em;color:#555}
 table.facts th{width:12em;background:#f3f5f7;font-weight:600}table.facts{width:100%}
 nav{margin:.8em 0;font-size:.9em}nav a{margin-right:.9em;white-space:nowrap}
