@@ -34,7 +34,7 @@ _LAZY = {
     "read_summary": "_results",
     "summary_path_for": "_results",
     "write_ensemble_summary": "_results",
-    "data_fingerprint": "_run",
+    "data_fingerprint": "_project",
     "run_search": "_run",
     "make_oracle": "_tuner",
 }

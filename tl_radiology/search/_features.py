@@ -8,7 +8,6 @@ oracles exactly like the fine-tuning search (same trial records, summary, resump
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import math
 import numbers
@@ -19,18 +18,18 @@ import numpy as np
 import keras_tuner
 from keras_tuner.engine.base_tuner import BaseTuner
 
-from .._atomic import RunLock
 from .._errors import InputError
 from .._options import look_up_option
 from .._progress import status
-from ._distributed import distributed_environment, resolve_distributed
+from ..backbones import get_backbone
+from ..config import PRECISIONS
+from ..data import encode_labels, load_arrays
+from ._distributed import resolve_distributed
 from ._folds import describe_folds, patient_folds, pool_cases
 from ._hypermodel import infer_classes
-from ._results import check_settings
-from ._run import check_count, data_fingerprint, finish_search, prepare_project
+from ._project import check_count, conduct_search, data_fingerprint
 from ._space import SearchSpace
-from ._tuner import RecordingMixin, make_oracle, mean_metrics, quiet_stdout, reload_project, trial_tracebacks
-from ..config import PRECISIONS
+from ._tuner import RecordingMixin, mean_metrics
 
 __all__ = ["feature_search", "CLASSIFIER_SPACES", "FEATURE_OBJECTIVES"]
 
@@ -234,6 +233,67 @@ class _FeatureTuner(RecordingMixin, BaseTuner):
         return result
 
 
+def _checked_arguments(tuner, task, max_trials, seed, verbose, backbones) -> tuple:
+    """``feature_search``'s tuner, task, counts and backbones, checked (errors name the argument)."""
+    tuner_name = look_up_option(tuner, ["random", "bayesian", "hyperband"], what="tuner")
+    if tuner_name == "hyperband":
+        raise InputError("tuner='hyperband' schedules epochs, and a feature search has none; use tuner='random' or "
+                         "'bayesian'.")
+    task = look_up_option(task, ("binary", "multiclass"), what="task of a feature search",
+                          fix="Fixed features feed classifiers: multilabel and regression tasks need fine-tuning.")
+    max_trials = check_count("max_trials", max_trials)
+    seed = check_count("seed", seed, minimum=0)
+    verbose = int(verbose)
+    if isinstance(backbones, str):
+        backbones = [backbones]
+    if not backbones:
+        raise InputError("backbones is empty; give at least one backbone name, e.g. ['resnet50'].")
+    backbones = list(dict.fromkeys(get_backbone(b).name for b in backbones))
+    return tuner_name, task, max_trials, seed, verbose, backbones
+
+
+def _checked_objective(objective) -> tuple[str, str]:
+    """The objective's name and direction (``"max"`` / ``"min"``)."""
+    objective = look_up_option(objective or "val_auc", list(FEATURE_OBJECTIVES), what="objective",
+                               fix="The search judges trials on validation metrics only.")
+    return objective, FEATURE_OBJECTIVES[objective]
+
+
+def _labels_and_splits(train_cases, val_cases, *, task, classes, objective, cv_folds, seed) -> tuple:
+    """The pooled train + validation cases, their classes, encoded labels and the (train, validation) index
+    splits: K patient-grouped folds, or the one validation split (which must hold every class)."""
+    for what, cases in (("train_cases", train_cases), ("val_cases", val_cases)):
+        if not hasattr(cases, "columns") or len(cases) == 0:
+            raise InputError(f"Expected {what} to be a non-empty case table (RunDir(...).cases(split)).")
+    pooled = pool_cases(train_cases, val_cases)
+    classes = tuple(classes) if classes is not None else infer_classes(pooled["label"], task)
+    if task == "binary" and len(classes) != 2:
+        raise InputError(f"task='binary' needs 2 classes; the labels give {len(classes)}. Pass classes= or "
+                         "task='multiclass'.")
+    labels = np.asarray(encode_labels(pooled["label"], task, classes)).astype(np.int64)
+    num_train = len(train_cases)
+    if cv_folds is not None:
+        splits = patient_folds(pooled, cv_folds, task=task, seed=seed)
+    else:
+        missing = sorted(set(range(len(classes))) - set(labels[num_train:].tolist()))
+        if missing:
+            names = ", ".join(repr(classes[i]) for i in missing)
+            raise InputError(f"The validation cases hold no case of class {names}, so {objective} cannot be "
+                             "measured. Make a split with every class in validation, or use cv_folds.")
+        splits = [(np.arange(num_train), np.arange(num_train, len(pooled)))]
+    return pooled, classes, labels, splits
+
+
+def _best_config_of(values, classifier_entries: dict, options: dict, weights) -> dict:
+    """The feature search's best configuration from a trial's hyperparameter values."""
+    name = values["classifier"]
+    params = {p: entry.decode(values[f"{name}/{p}"]) for p, entry in classifier_entries[name].items()
+              if f"{name}/{p}" in values}
+    return {"backbone": values["backbone"], "classifier": name, "classifier_params": params, **options,
+            "weights": None if weights is None else str(weights)}
+
+
+# Over 100 lines for its docstring only (the public reference of the feature search); the body is about 50.
 def feature_search(
     train_cases,
     val_cases,
@@ -311,64 +371,23 @@ def feature_search(
         >>> result.best_config["classifier"], result.best_objective  # doctest: +SKIP
         ('svm', 0.93)
     """
-    from ..backbones import get_backbone
-
-    tuner_name = look_up_option(tuner, ["random", "bayesian", "hyperband"], what="tuner")
-    if tuner_name == "hyperband":
-        raise InputError("tuner='hyperband' schedules epochs, and a feature search has none; use tuner='random' or "
-                         "'bayesian'.")
-    task = look_up_option(task, ("binary", "multiclass"), what="task of a feature search",
-                          fix="Fixed features feed classifiers: multilabel and regression tasks need fine-tuning.")
-    max_trials = check_count("max_trials", max_trials)
-    seed = check_count("seed", seed, minimum=0)
-    verbose = int(verbose)
-    if isinstance(backbones, str):
-        backbones = [backbones]
-    if not backbones:
-        raise InputError("backbones is empty; give at least one backbone name, e.g. ['resnet50'].")
-    backbones = list(dict.fromkeys(get_backbone(b).name for b in backbones))
+    tuner_name, task, max_trials, seed, verbose, backbones = _checked_arguments(tuner, task, max_trials, seed,
+                                                                                 verbose, backbones)
     classifier_entries = _classifier_entries(classifiers)
-    objective = look_up_option(objective or "val_auc", list(FEATURE_OBJECTIVES), what="objective",
-                               fix="The search judges trials on validation metrics only.")
-    direction = FEATURE_OBJECTIVES[objective]
-    for what, cases in (("train_cases", train_cases), ("val_cases", val_cases)):
-        if not hasattr(cases, "columns") or len(cases) == 0:
-            raise InputError(f"Expected {what} to be a non-empty case table (RunDir(...).cases(split)).")
-    pooled = pool_cases(train_cases, val_cases)
-    classes = tuple(classes) if classes is not None else infer_classes(pooled["label"], task)
-    if task == "binary" and len(classes) != 2:
-        raise InputError(f"task='binary' needs 2 classes; the labels give {len(classes)}. Pass classes= or "
-                         "task='multiclass'.")
-    from ..data import encode_labels, load_arrays
-
-    labels = np.asarray(encode_labels(pooled["label"], task, classes)).astype(np.int64)
-    num_train = len(train_cases)
-    if cv_folds is not None:
-        splits = patient_folds(pooled, cv_folds, task=task, seed=seed)
-    else:
-        missing = sorted(set(range(len(classes))) - set(labels[num_train:].tolist()))
-        if missing:
-            names = ", ".join(repr(classes[i]) for i in missing)
-            raise InputError(f"The validation cases hold no case of class {names}, so {objective} cannot be "
-                             "measured. Make a split with every class in validation, or use cv_folds.")
-        splits = [(np.arange(num_train), np.arange(num_train, len(pooled)))]
-
+    objective, direction = _checked_objective(objective)
+    pooled, classes, labels, splits = _labels_and_splits(train_cases, val_cases, task=task, classes=classes,
+                                                         objective=objective, cv_folds=cv_folds, seed=seed)
     distributed = resolve_distributed(distributed)
-    chief = distributed is not None and distributed.is_chief
-    worker = distributed is not None and not chief
-
     precision = look_up_option(precision, PRECISIONS, what="precision")
     options = {"weights": weights, "input_size": input_size, "adapter": adapter, "pooling": pooling,
                "precision": precision}
     images = None
-    if not chief:
+    if distributed is None or not distributed.is_chief:
         images, _ = load_arrays(pooled, loader, cache)
     bank = _FeatureBank(images, cache_dir=None if cache is None else Path(cache.folder), seed=seed, verbose=verbose,
                         **options)
     hypermodel = _FeatureHyperModel(backbones, classifier_entries)
 
-    project_dir, summary_path = prepare_project(directory, project_name, overwrite=overwrite,
-                                                 distributed=distributed)
     spaces = {name: {p: e.spec for p, e in entries.items()} for name, entries in classifier_entries.items()}
     settings = {
         "mode": "features", "tuner": tuner_name, "tuner_options": dict(tuner_options or {}), "objective": objective,
@@ -379,37 +398,23 @@ def feature_search(
         "cv_folds": cv_folds, "seed": seed,
         "data": {"train": data_fingerprint(train_cases), "val": data_fingerprint(val_cases)},
     }
-    resumed = check_settings(project_dir, settings, write=not worker)
-    lock = RunLock(project_dir, "feature search") if not worker else contextlib.nullcontext()
-    with lock, distributed_environment(distributed):
-        with quiet_stdout():
-            oracle = make_oracle(tuner_name, objective=objective, direction=direction, max_trials=max_trials,
-                                 seed=seed, max_consecutive_failed_trials=max_consecutive_failed_trials,
-                                 options=tuner_options)
-            search_tuner = _FeatureTuner(
-                oracle, hypermodel, bank=bank, labels=labels, splits=splits, cross_validated=cv_folds is not None,
-                num_classes=len(classes), objective=objective, distributed=distributed, verbose=verbose,
-                directory=str(Path(directory)), project_name=project_name, overwrite=False,
-            )
-        if resumed and not worker:
-            reload_project(search_tuner, project_dir)
-        if verbose and resumed and not worker:
-            status(f"feature search: resuming {project_dir}: {len(search_tuner.oracle.trials)} trials recorded")
-        with trial_tracebacks(verbose >= 2):
-            search_tuner.search()
 
-    base_summary = {"mode": "features", "tuner": tuner_name, "max_trials": max_trials, "cv_folds": cv_folds,
-                    "folds": describe_folds(pooled, splits if cv_folds is not None else None),
-                    "task": task, "classes": list(classes), "backbones": backbones, "classifiers": spaces,
-                    "extractor": {**settings["extractor"], "precision": precision}, "features": bank.stats}
+    def make_tuner(oracle, **kwargs):
+        return _FeatureTuner(oracle, hypermodel, bank=bank, labels=labels, splits=splits,
+                             cross_validated=cv_folds is not None, num_classes=len(classes), objective=objective,
+                             distributed=distributed, verbose=verbose, **kwargs)
 
-    def best_config_of(values):
-        name = values["classifier"]
-        params = {p: entry.decode(values[f"{name}/{p}"]) for p, entry in classifier_entries[name].items()
-                  if f"{name}/{p}" in values}
-        return {"backbone": values["backbone"], "classifier": name, "classifier_params": params, **options,
-                "weights": None if weights is None else str(weights)}
+    def base_summary():
+        return {"mode": "features", "tuner": tuner_name, "max_trials": max_trials, "cv_folds": cv_folds,
+                "folds": describe_folds(pooled, splits if cv_folds is not None else None),
+                "task": task, "classes": list(classes), "backbones": backbones, "classifiers": spaces,
+                "extractor": {**settings["extractor"], "precision": precision}, "features": bank.stats}
 
-    return finish_search(search_tuner, mode="features", label="feature search", objective=objective,
-                         direction=direction, project_dir=project_dir, summary_path=summary_path,
-                         distributed=distributed, base_summary=base_summary, best_config_of=best_config_of)
+    return conduct_search(
+        make_tuner, mode="features", label="feature search", settings=settings, tuner_name=tuner_name,
+        tuner_options=tuner_options, objective=objective, direction=direction, max_trials=max_trials, seed=seed,
+        max_consecutive_failed_trials=max_consecutive_failed_trials, directory=directory,
+        project_name=project_name, overwrite=overwrite, distributed=distributed, verbose=verbose,
+        resume_note=lambda t: f"{len(t.oracle.trials)} trials recorded",
+        base_summary=base_summary,
+        best_config_of=lambda values: _best_config_of(values, classifier_entries, options, weights))
