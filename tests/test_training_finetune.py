@@ -13,7 +13,7 @@ from tl_radiology.backbones import get_backbone
 from tl_radiology.data import CaseCache, CaseLoader, Manifest, import_medmnist, load_arrays, make_dataset
 from tl_radiology.models import build_model, compile_model, unfreeze_layer_groups
 from tl_radiology.training import FineTuneConfig, build_for_config, fine_tune, fit_two_phases
-from tl_radiology.training._finetune import _PhaseCallback, _Recorder
+from tl_radiology.training._callbacks import _PhaseCallback, _Recorder
 from tl_radiology.training._optim import make_layerwise_optimizer
 from tl_radiology.transforms import Compose, Resize, ScaleIntensity
 

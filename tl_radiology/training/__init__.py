@@ -28,7 +28,7 @@ _LAZY = {
     "CLASSIFIERS": "_features",
     "BackboneFeatures": "_features",
     "make_classifier": "_features",
-    "EpochProgress": "_finetune",
+    "EpochProgress": "_callbacks",
     "FineTuneResult": "_finetune",
     "build_for_config": "_finetune",
     "fine_tune": "_finetune",

@@ -8,8 +8,6 @@ separately); :func:`fine_tune` is their composition.
 from __future__ import annotations
 
 import dataclasses
-import io
-import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,26 +16,22 @@ import pandas as pd
 
 import keras
 
-from .._atomic import atomic_write_text
 from .._errors import InputError
-from .._progress import Progress, status
+from .._options import look_up_option
+from .._progress import status
 from ..backbones import get_backbone
 from ..models import TaskSpec, build_model, compile_model, model_info, unfreeze_layer_groups
-from ._augment import make_augmentation
-from ._class_weights import class_weights_from_labels
-from ._config import MONITORS, FineTuneConfig
+from ._callbacks import CHECKPOINT_FILE, _PhaseCallback, _Recorder
+from ._config import FineTuneConfig
 from ._curves import plot_training_curves
+from ._fit_data import _as_dataset, prepare_fit_data
 from ._optim import group_learning_rate_factors, make_layerwise_optimizer
-from ._trained import save_keras_model
-from .._options import look_up_option
 
-__all__ = ["FineTuneResult", "build_for_config", "fit_two_phases", "fine_tune", "PHASES", "EpochProgress"]
+__all__ = ["FineTuneResult", "build_for_config", "fit_two_phases", "fine_tune", "PHASES"]
 
 #: Names of the two phases, as written in the ``phase`` column of the history.
 PHASES = ("head", "finetune")
 
-HISTORY_FILE = "history.csv"
-CHECKPOINT_FILE = "checkpoint.keras"
 CURVES_FILE = "curves.png"
 
 
@@ -172,211 +166,70 @@ def _check_shape(input_shape) -> tuple[int, int, int]:
     return shape
 
 
-# ---------------------------------------------------------------------------------------------------- data
-
-def _as_dataset(data, *, name: str, batch_size: int, shuffle: bool, seed: int):
-    """A batched ``tf.data.Dataset`` of ``(x, y)`` or ``(x, y, w)`` from a data set or from arrays."""
-    import tensorflow as tf
-
-    if isinstance(data, tf.data.Dataset):
-        spec = data.element_spec
-        if not isinstance(spec, tuple) or len(spec) not in (2, 3):
-            raise InputError(
-                f"{name}: expected a tf.data.Dataset of (x, y) or (x, y, sample_weight) batches, as "
-                f"make_dataset(..., task=...) gives; received elements {spec}. Give make_dataset a task."
-            )
-        if spec[0].shape.rank != 4:
-            raise InputError(
-                f"{name}: expected batches of images B x H x W x C; received x of shape {spec[0].shape}. Batch the "
-                "data set (make_dataset does)."
-            )
-        return data
-    if isinstance(data, (tuple, list)) and len(data) in (2, 3):
-        x = np.asarray(data[0], dtype=np.float32)
-        if x.ndim == 3:
-            x = x[..., None]
-        if x.ndim != 4:
-            raise InputError(f"{name}: expected images N x H x W x C (or N x H x W); received shape {x.shape}.")
-        arrays = [x] + [np.asarray(a) for a in data[1:]]
-        lengths = {len(a) for a in arrays}
-        if len(lengths) != 1:
-            raise InputError(f"{name}: x, y (and weights) differ in length: {[len(a) for a in arrays]}.")
-        if len(x) == 0:
-            raise InputError(f"{name}: no cases; give at least one.")
-        dataset = tf.data.Dataset.from_tensor_slices(tuple(arrays))
-        if shuffle:
-            dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-        return dataset.batch(batch_size)
-    raise InputError(
-        f"{name}: expected a tf.data.Dataset from make_dataset or a tuple (x, y) of arrays; received "
-        f"{type(data).__name__}."
-    )
-
-
-def _collect_labels(dataset) -> np.ndarray:
-    """The targets of every batch, concatenated (this reads the data set once)."""
-    parts = [np.asarray(element[1]) for element in dataset.as_numpy_iterator()]
-    return np.concatenate(parts) if parts else np.empty((0,))
-
-
-def _target_adapter(task_spec: TaskSpec):
-    """Map targets from make_dataset's encoding to what the task's loss expects (a no-op when they agree).
-
-    make_dataset gives multiclass targets as class indices (sparse); a one-hot loss needs them one-hot. Binary
-    and single-target regression come as ``(B,)``; the output is ``(B, 1)``.
-    """
-    import tensorflow as tf
-
-    sparse_loss = isinstance(task_spec.make_loss(), keras.losses.SparseCategoricalCrossentropy)
-    units = task_spec.units
-
-    def adapt(y):
-        if task_spec.task == "multiclass":
-            if sparse_loss:
-                if y.shape.rank == 2 and y.shape[-1] == units:
-                    y = tf.argmax(y, axis=-1)
-                return tf.cast(tf.reshape(y, (-1,)), tf.int64)
-            if y.shape.rank == 1 or (y.shape.rank == 2 and y.shape[-1] == 1):
-                return tf.one_hot(tf.cast(tf.reshape(y, (-1,)), tf.int32), units, dtype=tf.float32)
-            return tf.cast(y, tf.float32)
-        y = tf.cast(y, tf.float32)
-        if y.shape.rank == 1:
-            y = tf.reshape(y, (-1, units)) if units == 1 else y
-        return y
-
-    def apply(x, y, *weights):
-        return (x, adapt(y), *weights)
-
-    return apply
-
-
-def _check_data_shape(dataset, model, name: str) -> None:
-    data_shape = tuple(dataset.element_spec[0].shape[1:])
-    model_shape = tuple(model.input_shape[1:])
-    if data_shape != model_shape:
-        raise InputError(
-            f"{name}: the images are {'x'.join(map(str, data_shape))} but the model takes "
-            f"{'x'.join(map(str, model_shape))}. Build the model for the data's shape (input_size=None) or resize "
-            "in the loader."
-        )
-
-
-# ---------------------------------------------------------------------------------------------------- recording
-
-class _Recorder:
-    """The state shared by both phases: the history, the best epoch and its weights, early stopping."""
-
-    def __init__(self, *, monitor: str, patience: int | None, out_dir: Path | None, verbose: bool, total: int):
-        self.monitor = monitor
-        self.mode = MONITORS[monitor]
-        self.patience = patience
-        self.out_dir = out_dir
-        self.verbose = verbose
-        self.total = total
-        self.rows: list[dict] = []
-        self.best_value: float | None = None
-        self.best_epoch: int | None = None
-        self.best_weights = None
-        self.epochs_done = 0
-
-    def improved(self, value: float) -> bool:
-        if value is None or not math.isfinite(value):
-            return False
-        if self.best_value is None:
-            return True
-        return value > self.best_value if self.mode == "max" else value < self.best_value
-
-    def history(self) -> pd.DataFrame:
-        frame = pd.DataFrame(self.rows)
-        if frame.empty:
-            return pd.DataFrame(columns=["epoch", "phase"])
-        front = ["epoch", "phase"]
-        train = [c for c in frame.columns if c not in front and not c.startswith("val_") and c != "learning_rate"]
-        val = [c for c in frame.columns if c.startswith("val_")]
-        rest = [c for c in frame.columns if c not in front + train + val]
-        return frame[front + train + val + rest]
-
-    def write_history(self) -> None:
-        if self.out_dir is None:
-            return
-        buffer = io.StringIO()
-        self.history().to_csv(buffer, index=False, float_format="%.6g")
-        atomic_write_text(self.out_dir / HISTORY_FILE, buffer.getvalue())
-
-
-class EpochProgress(keras.callbacks.Callback):
-    """A Keras callback printing ``final training (epochs): 3/10 (30%) elapsed 12s, ETA 28s`` after each epoch.
-
-    Args:
-        total: the epochs expected (both phases).
-        desc: the line's label.
-    """
-
-    def __init__(self, total: int, desc: str):
-        super().__init__()
-        self.progress = Progress(total, desc)
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.progress.update()
-
-    def on_train_end(self, logs=None):
-        self.progress.close()
-
-
-class _PhaseCallback(keras.callbacks.Callback):
-    """Records each epoch of one phase, keeps the best weights, writes the files, stops early."""
-
-    def __init__(self, recorder: _Recorder, phase: str):
-        super().__init__()
-        self.recorder = recorder
-        self.phase = phase
-        self.wait = 0
-
-    def on_epoch_end(self, epoch, logs=None):
-        rec = self.recorder
-        logs = dict(logs or {})
-        if rec.monitor not in logs:
-            raise InputError(
-                f"The monitored quantity {rec.monitor!r} is not in the training logs ({', '.join(sorted(logs))}). "
-                "Give validation data, or set FineTuneConfig.monitor to one of them."
-            )
-        row = {"epoch": epoch + 1, "phase": self.phase}
-        row.update({k: _to_float(v) for k, v in logs.items()})
-        row.setdefault("learning_rate", _to_float(self.model.optimizer.learning_rate))
-        rec.rows.append(row)
-        rec.epochs_done = epoch + 1
-        value = row[rec.monitor]
-        if rec.improved(value):
-            rec.best_value, rec.best_epoch = value, epoch + 1
-            rec.best_weights = self.model.get_weights()
-            self.wait = 0
-            if rec.out_dir is not None:
-                save_keras_model(self.model, rec.out_dir / CHECKPOINT_FILE)
-        else:
-            self.wait += 1
-        rec.write_history()
-        if rec.verbose:
-            shown = ", ".join(f"{k} {row[k]:.4g}" for k in row if k not in ("epoch", "phase", "learning_rate"))
-            mark = " (best)" if rec.best_epoch == epoch + 1 else ""
-            status(f"epoch {epoch + 1}/{rec.total} ({self.phase}): {shown}{mark}")
-        if rec.patience is not None and self.wait >= rec.patience:
-            self.model.stop_training = True
-            if rec.verbose:
-                status(f"{self.phase}: no improvement of {rec.monitor} for {self.wait} epochs; phase stopped early.")
-
-
-def _to_float(value) -> float:
-    try:
-        return float(keras.ops.convert_to_numpy(value))
-    except (TypeError, ValueError):
-        return math.nan
-
+# ---------------------------------------------------------------------------------------------------- phases
 
 def _num_trainable(model) -> int:
     return int(sum(int(np.prod(v.shape)) for v in model.trainable_weights))
 
 
 # ---------------------------------------------------------------------------------------------------- fitting
+
+def _resolve_task(model, config: FineTuneConfig, task) -> TaskSpec:
+    """The task of ``fit_two_phases``: the one given, or the one the model was built with."""
+    if not isinstance(config, FineTuneConfig):
+        raise InputError(f"Expected config to be a FineTuneConfig; received {type(config).__name__}.")
+    info = model_info(model)
+    if info["backbone"] != config.backbone:
+        raise InputError(
+            f"The model's backbone is {info['backbone']!r} but FineTuneConfig.backbone is {config.backbone!r}. "
+            "Build the model with build_for_config(config, ...)."
+        )
+    if task is None:
+        return TaskSpec(**info["task"])
+    if isinstance(task, TaskSpec):
+        return task
+    return TaskSpec(task, info["num_classes"] if task != "binary" else None)
+
+
+def _run_head_phase(model, data, config: FineTuneConfig, task_spec: TaskSpec, recorder: _Recorder,
+                    extra: list) -> int:
+    """Phase 1: the head on a frozen backbone. Returns the trainable parameters."""
+    train_ds, val_ds, class_weights = data
+    unfreeze_layer_groups(model, 0, backbone=config.backbone, train_batchnorm=config.train_batchnorm)
+    compile_model(model, task_spec, config.optimizer, config.head_learning_rate, momentum=config.momentum)
+    trainable = _num_trainable(model)
+    model.fit(train_ds, validation_data=val_ds, epochs=config.head_epochs, initial_epoch=0,
+              class_weight=class_weights, callbacks=[_PhaseCallback(recorder, "head"), *extra], shuffle=False,
+              verbose=0)
+    return trainable
+
+
+def _run_finetune_phase(model, data, config: FineTuneConfig, task_spec: TaskSpec, recorder: _Recorder,
+                        extra: list) -> tuple[int, list, dict]:
+    """Phase 2: unfreeze the top layer groups and train on at a lower rate (lower still for lower groups with
+    ``learning_rate_spread``). Returns the trainable parameters, the unfrozen groups and their rates."""
+    train_ds, val_ds, class_weights = data
+    unfrozen = unfreeze_layer_groups(model, config.num_unfrozen_groups, backbone=config.backbone,
+                                     train_batchnorm=config.train_batchnorm)
+    factors = group_learning_rate_factors(len(unfrozen), config.learning_rate_spread)
+    group_rates = {g: config.finetune_learning_rate * f for g, f in zip(unfrozen, factors)}
+    if config.learning_rate_spread != 1.0 and len(unfrozen) > 1:
+        groups = get_backbone(config.backbone).assign_layer_groups(model.get_layer("backbone"))
+        pairs = [(variable, factor) for group, factor in zip(unfrozen, factors)
+                 for layer in groups[group] for variable in layer.trainable_weights]
+        optimizer = make_layerwise_optimizer(config.optimizer, config.finetune_learning_rate, pairs,
+                                             momentum=config.momentum)
+        compile_model(model, task_spec, optimizer)
+    else:
+        compile_model(model, task_spec, config.optimizer, config.finetune_learning_rate,
+                      momentum=config.momentum)
+    trainable = _num_trainable(model)
+    start = recorder.epochs_done
+    model.fit(train_ds, validation_data=val_ds, epochs=start + config.finetune_epochs, initial_epoch=start,
+              class_weight=class_weights, callbacks=[_PhaseCallback(recorder, "finetune"), *extra],
+              shuffle=False, verbose=0)
+    return trainable, unfrozen, group_rates
+
 
 def fit_two_phases(
     model,
@@ -435,58 +288,13 @@ def fit_two_phases(
         >>> result = fit_two_phases(model, (x_train, y_train), (x_val, y_val), config)  # doctest: +SKIP
         >>> result.history[["epoch", "phase", "val_auc"]]  # doctest: +SKIP
     """
-    if not isinstance(config, FineTuneConfig):
-        raise InputError(f"Expected config to be a FineTuneConfig; received {type(config).__name__}.")
-    info = model_info(model)
-    if info["backbone"] != config.backbone:
-        raise InputError(
-            f"The model's backbone is {info['backbone']!r} but FineTuneConfig.backbone is {config.backbone!r}. "
-            "Build the model with build_for_config(config, ...)."
-        )
-    if task is None:
-        task_spec = TaskSpec(**info["task"])
-    elif isinstance(task, TaskSpec):
-        task_spec = task
-    else:
-        task_spec = TaskSpec(task, info["num_classes"] if task != "binary" else None)
+    task_spec = _resolve_task(model, config, task)
     monitor = config.resolved_monitor(task_spec.task)
     out = None
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-
-    train_ds = _as_dataset(train, name="train", batch_size=config.batch_size, shuffle=True, seed=config.seed)
-    val_ds = _as_dataset(val, name="val", batch_size=config.batch_size, shuffle=False, seed=config.seed)
-    _check_data_shape(train_ds, model, "train")
-    _check_data_shape(val_ds, model, "val")
-
-    class_weights = None
-    if config.class_weighting == "balanced":
-        if task_spec.task not in ("binary", "multiclass"):
-            raise InputError(
-                f"FineTuneConfig.class_weighting='balanced' applies to binary and multiclass tasks; the task is "
-                f"{task_spec.task!r}. Use class_weighting='none'."
-            )
-        if len(train_ds.element_spec) == 3:
-            raise InputError(
-                "FineTuneConfig.class_weighting='balanced' and per-case sample weights from the data set cannot "
-                "both be used. Drop sample_weights from make_dataset or set class_weighting='none'."
-            )
-        num = task_spec.num_classes if task_spec.task == "multiclass" else 2
-        class_weights = class_weights_from_labels(_collect_labels(train_ds), num_classes=num)
-
-    import tensorflow as tf
-
-    augment = make_augmentation(config.augmentation, config.seed, flip=config.flip)
-    if augment is not None:
-        def augment_batch(x, *rest):
-            return (augment(x, training=True), *rest)
-
-        # Sequential: the layers draw from one seed generator, and parallel calls would take turns in any order.
-        train_ds = train_ds.map(augment_batch)
-    adapt = _target_adapter(task_spec)
-    train_ds = train_ds.map(adapt, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-    val_ds = val_ds.map(adapt, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    data = prepare_fit_data(train, val, model, config, task_spec)
 
     total = config.head_epochs + (config.finetune_epochs if config.has_finetune_phase else 0)
     recorder = _Recorder(monitor=monitor, patience=config.early_stopping_patience, out_dir=out, verbose=verbose,
@@ -495,37 +303,11 @@ def fit_two_phases(
     unfrozen: list[str] = []
     group_rates: dict[str, float] = {}
     extra = list(callbacks or ())
-
-    # Phase 1: the head on a frozen backbone.
     if config.head_epochs > 0:
-        unfreeze_layer_groups(model, 0, backbone=config.backbone, train_batchnorm=config.train_batchnorm)
-        compile_model(model, task_spec, config.optimizer, config.head_learning_rate, momentum=config.momentum)
-        trainable_params["head"] = _num_trainable(model)
-        model.fit(train_ds, validation_data=val_ds, epochs=config.head_epochs, initial_epoch=0,
-                  class_weight=class_weights, callbacks=[_PhaseCallback(recorder, "head"), *extra], shuffle=False,
-                  verbose=0)
-
-    # Phase 2: unfreeze the top layer groups and train on at a lower rate.
+        trainable_params["head"] = _run_head_phase(model, data, config, task_spec, recorder, extra)
     if config.has_finetune_phase:
-        unfrozen = unfreeze_layer_groups(model, config.num_unfrozen_groups, backbone=config.backbone,
-                                         train_batchnorm=config.train_batchnorm)
-        factors = group_learning_rate_factors(len(unfrozen), config.learning_rate_spread)
-        group_rates = {g: config.finetune_learning_rate * f for g, f in zip(unfrozen, factors)}
-        if config.learning_rate_spread != 1.0 and len(unfrozen) > 1:
-            groups = get_backbone(config.backbone).assign_layer_groups(model.get_layer("backbone"))
-            pairs = [(variable, factor) for group, factor in zip(unfrozen, factors)
-                     for layer in groups[group] for variable in layer.trainable_weights]
-            optimizer = make_layerwise_optimizer(config.optimizer, config.finetune_learning_rate, pairs,
-                                                 momentum=config.momentum)
-            compile_model(model, task_spec, optimizer)
-        else:
-            compile_model(model, task_spec, config.optimizer, config.finetune_learning_rate,
-                          momentum=config.momentum)
-        trainable_params["finetune"] = _num_trainable(model)
-        start = recorder.epochs_done
-        model.fit(train_ds, validation_data=val_ds, epochs=start + config.finetune_epochs, initial_epoch=start,
-                  class_weight=class_weights, callbacks=[_PhaseCallback(recorder, "finetune"), *extra],
-                  shuffle=False, verbose=0)
+        trainable_params["finetune"], unfrozen, group_rates = _run_finetune_phase(model, data, config, task_spec,
+                                                                                  recorder, extra)
 
     if recorder.best_weights is not None:
         model.set_weights(recorder.best_weights)
@@ -537,7 +319,7 @@ def fit_two_phases(
     return FineTuneResult(
         model=model, history=history, config=config, task=task_spec, monitor=monitor,
         best_epoch=recorder.best_epoch, best_value=recorder.best_value, trainable_params=trainable_params,
-        unfrozen_groups=list(unfrozen), group_learning_rates=group_rates, class_weights=class_weights,
+        unfrozen_groups=list(unfrozen), group_learning_rates=group_rates, class_weights=data[2],
         classes=list(classes) if classes is not None else None, out_dir=out,
     )
 
