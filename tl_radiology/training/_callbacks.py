@@ -16,7 +16,7 @@ from .._atomic import atomic_write_text
 from .._errors import InputError
 from .._progress import Progress, status
 from ._config import MONITORS
-from ._trained import save_keras_model
+from ._artefacts import save_keras_model
 
 __all__ = ["EpochProgress", "HISTORY_FILE", "CHECKPOINT_FILE"]
 

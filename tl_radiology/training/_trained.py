@@ -21,37 +21,23 @@ itself and only if its sha256 is the one recorded in ``model.json``; every other
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
-import zipfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from .._version import __version__
-from .._atomic import atomic_path, atomic_write_json
+from .._atomic import atomic_write_json
 from .._errors import InputError, RunDirError
 from .._options import look_up_option
+from ._artefacts import (FORMAT_VERSION, KERAS_FILE, MEMBERS_DIR, MODEL_JSON, _sha256, load_features_artefacts,
+                         load_keras_artefact, member_folder, save_features_artefacts, save_keras_model)
 
 __all__ = ["TrainedModel", "MODEL_JSON", "KINDS"]
 
-MODEL_JSON = "model.json"
-KERAS_FILE = "model.keras"
-CLASSIFIER_FILE = "classifier.joblib"
-EXTRACTOR_FILE = "feature_extractor.weights.h5"
-MEMBERS_DIR = "members"
-FORMAT_VERSION = 1
 KINDS = ("keras", "features", "ensemble")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _now() -> str:
@@ -399,21 +385,7 @@ class TrainedModel:
             save_keras_model(self.model, run_dir / KERAS_FILE)
             artefacts[KERAS_FILE] = {"sha256": _sha256(run_dir / KERAS_FILE)}
         elif self.kind == "features":
-            import joblib
-
-            with atomic_path(run_dir / CLASSIFIER_FILE) as tmp:
-                joblib.dump(self.classifier, tmp)
-            artefacts[CLASSIFIER_FILE] = {"sha256": _sha256(run_dir / CLASSIFIER_FILE)}
-            if self.features.weights is None:
-                # Random starting weights cannot be rebuilt: keep the extractor's own.
-                with atomic_path(run_dir / EXTRACTOR_FILE) as tmp:
-                    named = tmp.with_name(tmp.name + ".weights.h5")  # Keras insists on this suffix
-                    try:
-                        self.features.model_.save_weights(named)
-                        os.replace(named, tmp)
-                    finally:
-                        named.unlink(missing_ok=True)
-                artefacts[EXTRACTOR_FILE] = {"sha256": _sha256(run_dir / EXTRACTOR_FILE)}
+            artefacts.update(save_features_artefacts(run_dir, self.features, self.classifier))
             record["features"] = {"params": _features_params(self.features),
                                   "input_shape": list(self.features.input_shape_)}
         else:
@@ -454,85 +426,19 @@ class TrainedModel:
                       toolkit_version=record.get("toolkit_version"))
         artefacts = record.get("artefacts") or {}
         if kind == "keras":
-            import keras
-
-            from .. import models  # noqa: F401  (registers the toolkit's layers for deserialisation)
-            from . import _optim  # noqa: F401
-
-            model_path = _verified(run_dir, KERAS_FILE, artefacts)
-            if not zipfile.is_zipfile(model_path):
-                # A .keras file is a zip archive; anything else (a pickle renamed model.keras, with its hash
-                # rewritten in model.json) ended as "unexpected ValueError" (exit 1). Nothing is loaded from it.
-                raise RunDirError(
-                    f"Refusing to load {model_path}: it is not a Keras model archive (a .keras file is a zip; this "
-                    "one is not, e.g. a pickle saved under that name). Use a run directory whose model you trained, "
-                    "or train it again with tl-radiology run."
-                )
-            try:
-                model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
-            except ValueError as exc:
-                if "safe_mode" not in str(exc):
-                    raise RunDirError(
-                        f"Cannot load {model_path}: {' '.join(str(exc).split())[:300]}. Expected a Keras model saved "
-                        "by tl_radiology's training; train it again with tl-radiology run."
-                    ) from None
-                # Keras' own message suggests safe_mode=False, which is what must not happen to a file one did
-                # not make; say which file and why, as for a changed hash.
-                raise RunDirError(
-                    f"Refusing to load {model_path}: it holds code (a Lambda layer or another Python function) that "
-                    "Keras' safe mode refuses to run; tl_radiology's models hold none, so this file was not made by "
-                    "its training. Use a run directory whose model you trained, or rebuild the model without it."
-                ) from None
-            return cls("keras", model=model, **common)
+            return cls("keras", model=load_keras_artefact(run_dir, artefacts), **common)
         if kind == "features":
-            import joblib
-
-            from ._features import BackboneFeatures
-
-            classifier_path = _verified(run_dir, CLASSIFIER_FILE, artefacts)
-            classifier = joblib.load(classifier_path)
-            settings = record.get("features") or {}
-            features = BackboneFeatures(**settings.get("params", {}))
-            extractor = _verified(run_dir, EXTRACTOR_FILE, artefacts) if EXTRACTOR_FILE in artefacts else None
-            features._build(settings["input_shape"], weights_file=extractor)
-            recorded = (record.get("weights") or {}).get("sha256")
-            if features.weights is not None and recorded and features.weights_identity_["sha256"] != recorded:
-                raise RunDirError(
-                    f"The backbone weights file {features.weights_identity_['file']} changed since this model was "
-                    f"trained (sha256 {features.weights_identity_['sha256'][:12]}... instead of {recorded[:12]}...); "
-                    "the features would differ. Restore the original weights file."
-                )
+            features, classifier = load_features_artefacts(run_dir, record, artefacts)
             return cls("features", features=features, classifier=classifier, **common)
         if kind == "ensemble":
             members = []
             for i, entry in enumerate(record.get("members") or []):
-                folder = run_dir / MEMBERS_DIR / str(i)  # never a path taken from the file
-                member_json = folder / MODEL_JSON
-                expected = entry.get("model_json_sha256") if isinstance(entry, dict) else None
-                if not member_json.is_file() or _sha256(member_json) != expected:
-                    raise RunDirError(
-                        f"Refusing to load ensemble member {folder}: its {MODEL_JSON} is missing or differs from "
-                        f"the one recorded in {path}. Save the ensemble again."
-                    )
+                folder = member_folder(run_dir, i, entry, path)
                 members.append(cls.load(folder))
             if len(members) < 2:
                 raise RunDirError(f"{path} describes an ensemble with fewer than two members; save it again.")
             return cls("ensemble", members=members, **common)
         raise RunDirError(f"{path} has an unknown model kind {kind!r}; expected one of {', '.join(KINDS)}.")
-
-
-def save_keras_model(model, path) -> Path:
-    """Save a Keras model to ``path`` (``.keras``) atomically, without its optimizer state.
-
-    The optimizer's moments would triple the file of a fine-tuned network and are not needed to predict; the
-    saved model is an uncompiled functional model over the same layers (and weights).
-    """
-    import keras
-
-    plain = keras.Model(model.inputs, model.outputs, name=model.name)
-    with atomic_path(path) as tmp:
-        plain.save(tmp)
-    return Path(path)
 
 
 def _keras_precision(model) -> str:
@@ -552,25 +458,6 @@ def _keras_precision(model) -> str:
     if "mixed_bfloat16" in names:
         return "mixed_bfloat16"
     return next((n for n in names if n != "float32"), "float32")
-
-
-def _verified(run_dir: Path, name: str, artefacts: dict) -> Path:
-    """The path of an artefact inside ``run_dir``, after checking it against its recorded sha256."""
-    path = run_dir / name
-    recorded = (artefacts.get(name) or {}).get("sha256")
-    if recorded is None:
-        raise RunDirError(f"{run_dir / MODEL_JSON} records no sha256 for {name}; save the model again.")
-    if not path.is_file():
-        raise RunDirError(f"{path} is missing; the run directory is incomplete. Save the model again.")
-    if path.is_symlink() or run_dir.resolve() not in path.resolve().parents:
-        raise RunDirError(f"Refusing to load {path}: it is a link out of the run directory {run_dir}.")
-    actual = _sha256(path)
-    if actual != recorded:
-        raise RunDirError(
-            f"Refusing to load {path}: its sha256 {actual[:12]}... differs from {recorded[:12]}... recorded in "
-            f"{MODEL_JSON}; the file changed after the model was saved. Restore it or train again."
-        )
-    return path
 
 
 def _features_params(features) -> dict:
