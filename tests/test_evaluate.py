@@ -47,6 +47,7 @@ def test_the_test_set_is_evaluated_once_and_reopened_only_with_a_reason(run, cap
     out = capsys.readouterr().out
     assert "Final test (sealed test set, evaluated once)" in out and "roc_auc" in out and "95% CI" in out
     assert str(run / "final_test.json") in out
+    assert f"Next: tl-radiology report {run}" in out  # the next step, as the walk-through says
 
     result = json.loads((run / "final_test.json").read_text())
     model = json.loads((run / "model.json").read_text())

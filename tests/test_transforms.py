@@ -93,10 +93,10 @@ def test_presets_have_the_documented_values(name):
     np.testing.assert_allclose(window(np.array([center - width / 2, center, center + width / 2])), [0, 0.5, 1])
 
 
-def test_preset_table_in_the_docstring_and_readme_matches_the_presets():
-    docs = [(PROJECT_ROOT / "README.md").read_text(encoding="utf-8")]
+def test_preset_table_in_the_docstring_and_the_guide_matches_the_presets():
+    docs = [page.read_text(encoding="utf-8") for page in sorted((PROJECT_ROOT / "docs" / "guides").glob("*.md"))]
     tables = [text for text in docs if "| `mediastinum` |" in text]
-    assert tables, "no README table of window presets found"
+    assert tables, "no table of window presets found in docs/guides"
     for name, (center, width) in WINDOW_PRESETS.items():
         assert re.search(rf"^\s*{name}\s+{center:g}\s+{width:g}\s", Window.__doc__, re.M), name
         for text in tables:

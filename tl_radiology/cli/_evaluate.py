@@ -103,6 +103,10 @@ def run(args) -> int:
         print(f"threshold (chosen on validation): {values:.4g}")
     for name, summary in result["key_metrics"].items():
         print(f"  {name:<24} {format_summary(summary)}")
+    warning = (result.get("baseline") or {}).get("warning")
+    if warning:
+        print(f"WARNING: {warning}")
     print(f"results: {folder / 'final_test.json'}")
     print(f"plots and predictions: {folder / 'final'}")
+    print(f"Next: tl-radiology report {args.run_dir}   (the report, with the test set's results and Grad-CAM)")
     return 0
