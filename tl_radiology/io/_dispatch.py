@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .._errors import ImageReadError
-from ._dicom import DICOM_SUFFIXES, is_dicom_file, read_dicom
+from ._dicom import read_dicom
+from ._dicom_file import DICOM_SUFFIXES, is_dicom_file
 from ._image import ImageData
 from ._raster import RASTER_SUFFIXES, read_array, read_raster
 from ._series import read_dicom_series

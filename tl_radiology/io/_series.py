@@ -16,17 +16,10 @@ import numpy as np
 
 from .._errors import ImageReadError
 from ._common import case_id_for, check_expect, check_frame, check_frame_choice
-from ._dicom import (
-    DICOM_SUFFIXES,
-    _float,
-    _floats,
-    _has_preamble,
-    _head,
-    _looks_like_raw_dataset,
-    non_image_kind,
-    read_dataset,
-    read_dicom,
-)
+from ._dicom import read_dicom
+from ._dicom_checks import non_image_kind
+from ._dicom_file import DICOM_SUFFIXES, _has_preamble, _head, _looks_like_raw_dataset, read_dataset
+from ._dicom_header import _float, _floats
 from ._image import ImageData
 
 __all__ = ["read_dicom_series"]
