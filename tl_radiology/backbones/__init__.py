@@ -19,17 +19,11 @@ from . import _catalog  # noqa: F401  (registers the built-in backbones)
 from ._build import build_backbone, build_imagenet_classifier, check_input_shape
 from ._lite import efficientnet_lite
 from ._torch_file import read_torch_state_dict
-from ._weights import (
-    convert_state_dict_weights,
-    import_weights,
-    keras_cache_dir,
-    load_weights_checked,
-    package_weights_file,
-    resolve_weights,
-    weights_identity,
-    weights_label,
-    weights_status,
-)
+from ._keras_files import keras_cache_dir
+from ._packages import convert_state_dict_weights, package_weights_file
+from ._strict_load import load_weights_checked
+from ._weights import resolve_weights, weights_identity, weights_label
+from ._weights_import import import_weights, weights_status
 
 __all__ = [
     "BackboneSpec",

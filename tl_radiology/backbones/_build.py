@@ -7,7 +7,10 @@ import warnings
 from .._errors import InputError, WeightsNotAvailableError
 from ._registry import BackboneSpec, get_backbone, list_backbones
 from ._torch_file import read_torch_state_dict
-from ._weights import _is_imagenet, _published_hash_ok, load_weights_checked, package_weights_file, resolve_weights
+from ._keras_files import _published_hash_ok
+from ._packages import package_weights_file
+from ._strict_load import load_weights_checked
+from ._weights import _is_imagenet, resolve_weights
 
 __all__ = ["build_backbone", "build_imagenet_classifier", "check_input_shape"]
 
