@@ -89,7 +89,6 @@ def _published_hash_ok(spec: BackboneSpec, path: Path) -> bool | None:
     return hashes[algorithm] == spec.weights_hash.lower()
 
 
-
 # ------------------------------------------------------------------------------------------------ provenance
 
 def _provenance_path(spec: BackboneSpec) -> Path:
