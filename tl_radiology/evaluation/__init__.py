@@ -26,7 +26,9 @@ from ._gradcam import (
     overlay,
     record_recipe_file,
 )
-from ._metrics import binary_metrics, multiclass_metrics, multilabel_metrics, regression_metrics
+from ._metrics import binary_metrics
+from ._metrics_multi import multiclass_metrics, multilabel_metrics
+from ._metrics_regression import regression_metrics
 from ._plots import plot_bland_altman, plot_confusion_matrix, plot_pr, plot_reliability, plot_roc
 from ._predict import predict
 from ._baseline import compare_with_baseline

@@ -31,7 +31,9 @@ import pandas as pd
 
 from .._errors import InputError
 from ..data import encode_labels
-from ._metrics import binary_metrics, multiclass_metrics, multilabel_metrics, regression_metrics
+from ._metrics import binary_metrics
+from ._metrics_multi import multiclass_metrics, multilabel_metrics
+from ._metrics_regression import regression_metrics
 from ._plots import plot_bland_altman, plot_confusion_matrix, plot_pr, plot_reliability, plot_roc
 from ._threshold import ThresholdChoice, choose_threshold
 
