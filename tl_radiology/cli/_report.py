@@ -7,17 +7,21 @@ import argparse
 HELP = "write RUN_DIR/report/report.html (self-contained: data, split, model, validation, test, audit)"
 
 DESCRIPTION = """\
-Gather RUN_DIR into one HTML file with its images embedded (no external resources, no links out): the data
+Gather RUN_DIR into one HTML file with its images embedded (no external resources, no links out). It opens with
+a summary a reader takes in at a glance (task and classes by name, the final test's headline metrics with 95%
+intervals, sensitivity and specificity at the validation threshold, patients and cases, the seal's state, the
+starting weights and any warning), then the details: the data
 table and split, the leakage check, the search summary, the model and the weights it started from, training
 curves, validation results and threshold, ROC / PR / reliability / confusion-matrix plots, Grad-CAM examples
-(validation; test after evaluate), the final test with 95% intervals or a banner saying the test set is still
+(validation cases from run; test cases drawn by evaluate), the final test with 95% intervals or a banner saying the test set is still
 sealed (or was reused, with the reason), external sites, and the seal's audit record. Parts that are missing
 are shown as "not available (why)". Patients and cases appear only as pseudonyms; no image paths are shown.
 """
 
 EPILOG = """\
-example:
-  tl-radiology explain runs/liver && tl-radiology report runs/liver
+examples:
+  tl-radiology report runs/liver                 # after run (validation) or evaluate (the final test)
+  tl-radiology explain runs/liver --split val --num 16 && tl-radiology report runs/liver   # more overlays
 """
 
 
