@@ -180,7 +180,7 @@ def test_a_really_full_disk_gives_exit_2_not_sigbus_and_a_rerun_is_clean(triphas
 
 
 def test_a_temporary_left_by_a_killed_writer_is_removed_on_the_next_fill(triphasic, tmp_path):
-    from tl_radiology.data._cache import _HOST
+    from tl_radiology.data._cache_files import _HOST
 
     cache = CaseCache(tmp_path / "cache")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

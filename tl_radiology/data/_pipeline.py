@@ -15,7 +15,8 @@ import numpy as np
 from .._errors import InputError, TLRadiologyError
 from .._options import look_up_option
 from .._progress import Progress
-from ._cache import CaseCache, _iter_cases, _raise_collected, check_same_shape
+from ._cache import CaseCache
+from ._cases import _iter_cases, _raise_collected, check_same_shape
 from ._loader import CaseLoader
 from ._manifest import TASKS, class_sort_key
 
