@@ -7,13 +7,13 @@ atomically and how it is checked against ``model.json`` before anything is loade
 
 from __future__ import annotations
 
-import hashlib
 import os
 import zipfile
 from pathlib import Path
 
 from .._atomic import atomic_path
 from .._errors import RunDirError
+from ..data import sha256_file
 
 __all__ = ["save_keras_model", "MODEL_JSON", "FORMAT_VERSION"]
 
@@ -23,14 +23,6 @@ CLASSIFIER_FILE = "classifier.joblib"
 EXTRACTOR_FILE = "feature_extractor.weights.h5"
 MEMBERS_DIR = "members"
 FORMAT_VERSION = 1
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def save_keras_model(model, path) -> Path:
@@ -57,7 +49,7 @@ def _verified(run_dir: Path, name: str, artefacts: dict) -> Path:
         raise RunDirError(f"{path} is missing; the run directory is incomplete. Save the model again.")
     if path.is_symlink() or run_dir.resolve() not in path.resolve().parents:
         raise RunDirError(f"Refusing to load {path}: it is a link out of the run directory {run_dir}.")
-    actual = _sha256(path)
+    actual = sha256_file(path)
     if actual != recorded:
         raise RunDirError(
             f"Refusing to load {path}: its sha256 {actual[:12]}... differs from {recorded[:12]}... recorded in "
@@ -74,7 +66,7 @@ def save_features_artefacts(run_dir: Path, features, classifier) -> dict:
     artefacts: dict[str, dict] = {}
     with atomic_path(run_dir / CLASSIFIER_FILE) as tmp:
         joblib.dump(classifier, tmp)
-    artefacts[CLASSIFIER_FILE] = {"sha256": _sha256(run_dir / CLASSIFIER_FILE)}
+    artefacts[CLASSIFIER_FILE] = {"sha256": sha256_file(run_dir / CLASSIFIER_FILE)}
     if features.weights is None:
         # Random starting weights cannot be rebuilt: keep the extractor's own.
         with atomic_path(run_dir / EXTRACTOR_FILE) as tmp:
@@ -84,7 +76,7 @@ def save_features_artefacts(run_dir: Path, features, classifier) -> dict:
                 os.replace(named, tmp)
             finally:
                 named.unlink(missing_ok=True)
-        artefacts[EXTRACTOR_FILE] = {"sha256": _sha256(run_dir / EXTRACTOR_FILE)}
+        artefacts[EXTRACTOR_FILE] = {"sha256": sha256_file(run_dir / EXTRACTOR_FILE)}
     return artefacts
 
 
@@ -150,7 +142,7 @@ def member_folder(run_dir: Path, i: int, entry, path: Path) -> Path:
     folder = run_dir / MEMBERS_DIR / str(i)  # never a path taken from the file
     member_json = folder / MODEL_JSON
     expected = entry.get("model_json_sha256") if isinstance(entry, dict) else None
-    if not member_json.is_file() or _sha256(member_json) != expected:
+    if not member_json.is_file() or sha256_file(member_json) != expected:
         raise RunDirError(
             f"Refusing to load ensemble member {folder}: its {MODEL_JSON} is missing or differs from "
             f"the one recorded in {path}. Save the ensemble again."

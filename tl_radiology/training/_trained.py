@@ -32,7 +32,8 @@ from .._version import __version__
 from .._atomic import atomic_write_json
 from .._errors import InputError, RunDirError
 from .._options import look_up_option
-from ._artefacts import (FORMAT_VERSION, KERAS_FILE, MEMBERS_DIR, MODEL_JSON, _sha256, load_features_artefacts,
+from ..data import sha256_file
+from ._artefacts import (FORMAT_VERSION, KERAS_FILE, MEMBERS_DIR, MODEL_JSON, load_features_artefacts,
                          load_keras_artefact, member_folder, save_features_artefacts, save_keras_model)
 
 __all__ = ["TrainedModel", "MODEL_JSON", "KINDS"]
@@ -383,7 +384,7 @@ class TrainedModel:
         record["keras_version"] = keras.__version__
         if self.kind == "keras":
             save_keras_model(self.model, run_dir / KERAS_FILE)
-            artefacts[KERAS_FILE] = {"sha256": _sha256(run_dir / KERAS_FILE)}
+            artefacts[KERAS_FILE] = {"sha256": sha256_file(run_dir / KERAS_FILE)}
         elif self.kind == "features":
             artefacts.update(save_features_artefacts(run_dir, self.features, self.classifier))
             record["features"] = {"params": _features_params(self.features),
@@ -392,7 +393,7 @@ class TrainedModel:
             members = []
             for i, member in enumerate(self.members):
                 member_json = member.save(run_dir / MEMBERS_DIR / str(i))
-                members.append({"folder": f"{MEMBERS_DIR}/{i}", "model_json_sha256": _sha256(member_json)})
+                members.append({"folder": f"{MEMBERS_DIR}/{i}", "model_json_sha256": sha256_file(member_json)})
             record["members"] = members
         record["artefacts"] = artefacts
         return atomic_write_json(run_dir / MODEL_JSON, record)
