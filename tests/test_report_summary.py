@@ -18,7 +18,8 @@ from test_evaluate_validation import copy_run, evaluated_run, pristine_run
 from test_report import _check_self_contained_and_private, _parse
 from tl_radiology.data import RunDir
 from tl_radiology.evaluation import evaluate_run, write_report
-from tl_radiology.evaluation._report import REPORT_SECTIONS, _fmt
+from tl_radiology.evaluation._report import REPORT_SECTIONS
+from tl_radiology.evaluation._report_html import _fmt
 
 
 def _section_html(html: str, sid: str) -> str:
