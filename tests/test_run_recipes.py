@@ -16,7 +16,7 @@ import pytest
 
 from test_reliability_support import FilesAway
 from test_run_support import (TINY, medmnist_subset, nodule_phantoms, recipe_file, register_tiny_backbones,
-                              tiny_overrides, triphasic_phantoms)
+                              run_console, tiny_overrides, triphasic_phantoms)
 
 from tl_radiology.cli import main
 
@@ -266,3 +266,19 @@ def test_retina_grade_is_multiclass_with_a_quadratic_kappa(data, tmp_path, capsy
     assert main(["evaluate", str(run), "--n-bootstrap", "50"]) == 0
     final = json.loads((run / "final_test.json").read_text())
     assert -1.0 <= final["metrics"]["metrics"]["quadratic_weighted_kappa"]["estimate"] <= 1.0
+
+
+def test_a_final_model_trained_in_another_process_reproduces_its_best_trial(data, tmp_path):
+    # `search` in one process, `run` in another: the final model is the best trial's training again (issue 11
+    # item 6: the datasets were made before the trial's global seed was set, and shuffled differently).
+    recipe = recipe_file(tmp_path / "liver.py", "liver_lesion_triphasic_ct")
+    run = tmp_path / "run"
+    common = ["--out", str(run), *tiny_overrides(max_trials=2, gradcam_samples=0)]
+    searched = run_console(["search", str(recipe), "--manifest", str(data["liver"]), *common])
+    assert searched.returncode == 0, searched.stderr
+    final = run_console(["run", str(recipe), *common])
+    assert final.returncode == 0, final.stderr
+    record = json.loads((run / "model.json").read_text())["training_config"]
+    assert record["reproduces_trial"] is True
+    assert record["final_objective"] == pytest.approx(record["search_best_objective"], abs=1e-6)
+    assert f"final model reproduces best trial {record['search_best_trial']}" in final.stdout

@@ -70,6 +70,11 @@ def _loader_for(recipe: Recipe, config, default):
 
 def _train_fine_tuned(run, config, train, val, task, classes, loader, cache, work: Path, verbose, label: str):
     shutil.rmtree(work, ignore_errors=True)
+    # As before each trial: a fresh Keras state and the trial's global seed *before* the datasets are made, since
+    # tf.data's shuffle takes the global seed in force when the dataset is created (a final training in a new
+    # process otherwise shuffled differently from its trial and did not reproduce it).
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(config.seed)
     train_ds = make_dataset(train, loader, cache=cache, task=task, classes=classes, batch_size=config.batch_size,
                             shuffle=True, seed=config.seed)
     val_ds = make_dataset(val, loader, cache=cache, task=task, classes=classes, batch_size=config.batch_size)
@@ -77,7 +82,6 @@ def _train_fine_tuned(run, config, train, val, task, classes, loader, cache, wor
     status(f"run: final training{label}: {config.backbone}, {config.head_epochs} head + "
            f"{config.finetune_epochs if config.has_finetune_phase else 0} fine-tuning epochs at most, with the best "
            "trial's hyperparameters")
-    keras.backend.clear_session()  # as before each trial's build: the same fresh state and seeded initialisation
     result = training.fine_tune(train_ds, val_ds, config=config, task=task, classes=classes, out_dir=work,
                        callbacks=[EpochProgress(total, f"final training{label} (epochs)")], verbose=verbose > 0)
     return result
