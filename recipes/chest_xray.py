@@ -44,7 +44,7 @@ RECIPE = Recipe(
         "dropout": [0.0, 0.2, 0.5],
         "head_learning_rate": {"min": 1e-4, "max": 1e-2, "log": True},
         "finetune_learning_rate": {"min": 1e-5, "max": 1e-3, "log": True},
-        "unfreeze": [2, 4, "all"],
+        "unfreeze": [1, 2, "all"],
     },
     tuner="bayesian",
     max_trials=12,

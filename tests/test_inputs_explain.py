@@ -21,12 +21,19 @@ def test_explain_imports_the_recipe_file_that_registered_the_backbone(tmp_path):
     done = run_console(["run", recipe, "--manifest", manifest, "--out", run])
     assert done.returncode == 0, done.stderr[-3000:]
 
-    # In a fresh process the backbone the recipe file registered is unknown: one line with the fix, exit 2.
+    # `run` recorded the recipe file: explain, in a fresh process, registers its backbone with no option.
+    assert json.loads((run / RECIPE_FILE_RECORD).read_text())["path"] == str(recipe.resolve())
+    done = run_console(["explain", run, "--num", "3"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((run / "explain" / "val" / "index.json").read_text())["num_cases"] == 3
+
+    # Without the record the backbone the recipe file registered is unknown: one line with the fix, exit 2.
+    (run / RECIPE_FILE_RECORD).unlink()
     done = run_console(["explain", run, "--num", "2"])
     assert done.returncode == 2, done.stderr[-3000:]
     (line,) = done.stderr.strip().splitlines()
     assert "Backbone 'tiny_cnn' of model" in line and "--recipe FILE.py" in line and "--layer NAME" in line
-    assert not (run / "explain" / "val").exists()
+    assert json.loads((run / "explain" / "val" / "index.json").read_text())["num_cases"] == 3  # nothing replaced
 
     # Given the recipe file, explain registers its backbone first, as run did.
     done = run_console(["explain", run, "--num", "2", "--recipe", recipe])
@@ -34,12 +41,9 @@ def test_explain_imports_the_recipe_file_that_registered_the_backbone(tmp_path):
     index = json.loads((run / "explain" / "val" / "index.json").read_text())
     assert index["backbone"] == "tiny_cnn" and index["num_cases"] == 2
 
-    # Recorded in the run (what `run` writes with the hook record_recipe_file(run_dir, recipe)), it needs no option.
+    # The record, written again by hand, is read as run wrote it.
     assert record_recipe_file(run, recipe) == run / RECIPE_FILE_RECORD
     assert json.loads((run / RECIPE_FILE_RECORD).read_text())["path"] == str(recipe.resolve())
-    done = run_console(["explain", run, "--num", "3"])
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads((run / "explain" / "val" / "index.json").read_text())["num_cases"] == 3
 
 
 def test_only_a_python_recipe_file_is_recorded(tmp_path):

@@ -18,13 +18,25 @@ def tiny_backbone():
     unregister_tiny_backbone()
 
 
+@pytest.fixture(autouse=True)
+def not_quiet():
+    # Another test's `--quiet` command leaves the process-wide setting on; these tests read the progress lines.
+    from tl_radiology._progress import is_quiet, set_quiet
+
+    before = is_quiet()
+    set_quiet(False)
+    yield
+    set_quiet(before)
+
+
 def test_trials_show_their_epochs_and_the_search_an_eta_after_the_first_epoch(tmp_path, capsys):
     manifest, train, val, loader, cache = phantom_setup(tmp_path)
     run_search(train, val, loader=loader, cache=cache, base_config=tiny_config(head_epochs=1, finetune_epochs=1),
                space={"dropout": [0.0, 0.5]}, task="multiclass", classes=manifest.classes, max_trials=2,
                directory=tmp_path / "run", seed=0, verbose=1)
     err = capsys.readouterr().err
-    assert re.search(r"trial 1 \(epochs\): 1/2 \(50%\) elapsed \d+s, ETA \d+s", err), err
+    duration = r"(\d+h)?(\d+m)?\d+s"  # 12s, 1m05s, 1h02m
+    assert re.search(rf"trial 1 \(epochs\): 1/2 \(50%\) elapsed {duration}, ETA {duration}", err), err
     assert re.search(r"trial 2 \(epochs\): 2/2 \(100%\)", err), err
     first = [line for line in err.splitlines() if line.startswith("search: first epoch took")]
     assert len(first) == 1 and "at most 2 trials x 2 epochs: ETA about" in first[0]
