@@ -20,6 +20,19 @@ from ._tuner import TRIAL_INFO_FILE
 __all__ = ["trial_progress", "finished_trials", "TrialEpochProgress", "SearchClock"]
 
 
+def _in_notebook() -> bool:
+    """Whether this process is a running notebook kernel (not merely one that imported ipykernel, as a test
+    runner executing notebooks does)."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    try:
+        shell = ipython.get_ipython()
+    except Exception:  # noqa: BLE001 - an IPython without a shell: not a notebook
+        return False
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
 class SearchClock:
     """What a search has done so far, to estimate its end after its first epoch (before any trial ends).
 
@@ -62,7 +75,7 @@ class TrialEpochProgress(keras.callbacks.Callback):
         self.clock = clock or SearchClock(None)
         self.clock.trials_started += 1
         label = f"trial {self.clock.trials_started} (epochs)"
-        self.notebook = "ipykernel" in sys.modules
+        self.notebook = _in_notebook()
         if self.notebook:
             self.bar = keras.utils.Progbar(self.total, unit_name="epoch", verbose=0 if is_quiet() else 1)
             print(label, file=sys.stdout, flush=True)
