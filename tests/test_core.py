@@ -12,7 +12,7 @@ import pytest
 
 from tl_radiology import _atomic
 from tl_radiology import OptionError, RunDirBusyError, RunDirError
-from tl_radiology._options import look_up_option
+from tl_radiology._options import listed, look_up_option
 from tl_radiology._pseudonym import pseudonymize
 from tl_radiology.cli import main
 
@@ -28,6 +28,12 @@ def test_look_up_option_suggests_close_names_and_lists_all():
 def test_look_up_option_rejects_non_strings_with_the_type():
     with pytest.raises(OptionError, match="Received: 3 of type int"):
         look_up_option(3, ["a", "b"], what="tuner")
+
+
+def test_listed_shows_a_few_and_counts_the_rest():
+    assert listed([f"row {i}" for i in range(2, 9)], 3) == "row 2; row 3; row 4; and 4 more"
+    assert listed(["a.dcm", "b.dcm", "c.dcm"], 2, sep=", ") == "a.dcm, b.dcm and 1 more"
+    assert listed(["only"], 5) == "only"
 
 
 def test_atomic_write_leaves_old_file_when_the_writer_fails(tmp_path):

@@ -7,7 +7,7 @@ from typing import Iterable, Mapping, TypeVar
 
 from ._errors import OptionError
 
-__all__ = ["look_up_option"]
+__all__ = ["look_up_option", "listed"]
 
 T = TypeVar("T")
 
@@ -58,3 +58,20 @@ def look_up_option(value, options: Mapping[str, T] | Iterable[str], *, what: str
     if fix:
         message += " " + fix
     raise OptionError(message)
+
+
+def listed(items, limit: int, *, sep: str = "; ") -> str:
+    """Join at most ``limit`` items for a one-line message, then say how many were left out.
+
+    Every message that names problems (rows, files, settings) shows a few and counts the rest, so that a manifest
+    with 10,000 bad rows still gives one readable line.
+
+    Example:
+        >>> listed(["row 2", "row 5", "row 9"], 2)
+        'row 2; row 5; and 1 more'
+    """
+    items = [str(item) for item in items]
+    shown = sep.join(items[:limit])
+    if len(items) > limit:
+        shown += f"{sep}and {len(items) - limit} more" if sep.strip() == ";" else f" and {len(items) - limit} more"
+    return shown
