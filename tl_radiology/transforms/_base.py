@@ -133,6 +133,20 @@ def as_float_image(x, *, who: str) -> np.ndarray:
     return array
 
 
+def as_gray_plane(x, *, who: str, refusal) -> np.ndarray:
+    """``x`` as one 2-D float32 gray image (an ``H x W x 1`` image loses its channel axis), as :func:`as_float_image`.
+
+    Any other shape is refused with ``InputError(refusal(shape))``, ``shape`` formatted as ``'64x60x3'``, so each
+    transform says in its own words what to do instead.
+    """
+    array = as_float_image(x, who=who)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim != 2:
+        raise InputError(refusal(format_shape(array.shape)))
+    return array
+
+
 def check_number(value, name: str, who: str, *, positive: bool = False) -> float:
     """``value`` as a finite float (strictly positive if asked), or an InputError naming the parameter."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(float(value)):

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import InputError
-from ._base import Transform, as_float_image, check_number, format_shape
+from ._base import Transform, as_float_image, as_gray_plane, check_number, format_shape
 
 __all__ = ["GrayToRGB", "StackChannels"]
 
@@ -153,15 +153,10 @@ class StackChannels(Transform):
 
         arrays = []
         for name, item in zip(label, images):
-            array = as_float_image(item, who=f"StackChannels ({name})")
-            if array.ndim == 3 and array.shape[-1] == 1:
-                array = array[..., 0]
-            if array.ndim != 2:
-                raise InputError(
-                    f"StackChannels: {name} has shape {format_shape(array.shape)}; it stacks 2-D gray images "
-                    f"(H x W), so pick one slice, frame or channel first."
-                )
-            arrays.append(array)
+            arrays.append(as_gray_plane(item, who=f"StackChannels ({name})", refusal=lambda shape: (
+                f"StackChannels: {name} has shape {shape}; it stacks 2-D gray images (H x W), so pick one slice, "
+                "frame or channel first."
+            )))
         for name, array in zip(label[1:], arrays[1:]):
             if array.shape != arrays[0].shape:
                 raise InputError(

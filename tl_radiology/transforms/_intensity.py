@@ -16,7 +16,7 @@ import numpy as np
 from .._errors import InputError
 from .._options import look_up_option
 from ..config import CT_WINDOWS
-from ._base import Transform, as_float_image, check_number, format_shape
+from ._base import Transform, as_float_image, as_gray_plane, check_number
 
 __all__ = ["WINDOW_PRESETS", "Window", "MultiWindow", "ScaleIntensity"]
 
@@ -182,14 +182,10 @@ class MultiWindow(Transform):
 
     def __call__(self, x) -> np.ndarray:
         """Window ``x`` (``H x W`` or ``H x W x 1`` in HU, or ``ImageData``) into a new ``H x W x K`` array."""
-        array = as_float_image(x, who="MultiWindow")
-        if array.ndim == 3 and array.shape[-1] == 1:
-            array = array[..., 0]
-        if array.ndim != 2:
-            raise InputError(
-                f"MultiWindow expects one 2-D gray image (H x W or H x W x 1). Received shape "
-                f"{format_shape(array.shape)}; window a volume slice by slice, or use Window for multi-channel input."
-            )
+        array = as_gray_plane(x, who="MultiWindow", refusal=lambda shape: (
+            f"MultiWindow expects one 2-D gray image (H x W or H x W x 1). Received shape {shape}; window a volume "
+            "slice by slice, or use Window for multi-channel input."
+        ))
         return np.stack([window(array) for window in self.windows], axis=-1)
 
     def _params(self) -> dict[str, Any]:
