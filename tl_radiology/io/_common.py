@@ -102,14 +102,19 @@ def colour_mismatch(path, expect: str, is_colour: bool, detail: str) -> None:
         )
 
 
-def require_file(path, what: str = "an image file") -> Path:
-    """Return ``path`` as a Path if it is an existing file, else fail naming it."""
-    path = Path(path)
+def require_exists(path: Path, what: str) -> None:
+    """Fail if ``path`` does not exist, naming it, what was expected and the folder a relative path starts from."""
     if not path.exists():
         raise ImageReadError(
             f"{path} does not exist; expected {what}. Check the path (a relative path is resolved from the "
             f"current folder, {Path.cwd()})."
         )
+
+
+def require_file(path, what: str = "an image file") -> Path:
+    """Return ``path`` as a Path if it is an existing file, else fail naming it."""
+    path = Path(path)
+    require_exists(path, what)
     if path.is_dir():
         raise ImageReadError(
             f"{path} is a folder; expected {what}. Use read_image or read_dicom_series for a folder of DICOM "

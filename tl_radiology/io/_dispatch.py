@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .._errors import ImageReadError
+from ._common import require_exists
 from ._dicom import read_dicom
 from ._dicom_file import DICOM_SUFFIXES, is_dicom_file
 from ._image import ImageData
@@ -62,23 +63,11 @@ def read_image(
         (64, 64)
     """
     path = Path(path)
-    if not path.exists():
-        raise ImageReadError(
-            f"{path} does not exist; expected {_SUPPORTED}. Check the path (a relative path is resolved from the "
-            f"current folder, {Path.cwd()})."
-        )
-    if path.is_dir():
-        return read_dicom_series(
-            path,
-            expect=expect,
-            frame=frame,
-            single_frame=single_frame,
-            voi=voi,
-            fill_padding=fill_padding,
-            series_uid=series_uid,
-        )
-    suffix = path.suffix.lower()
+    require_exists(path, _SUPPORTED)
     dicom_options = dict(expect=expect, frame=frame, single_frame=single_frame, voi=voi, fill_padding=fill_padding)
+    if path.is_dir():
+        return read_dicom_series(path, series_uid=series_uid, **dicom_options)
+    suffix = path.suffix.lower()
     if suffix in DICOM_SUFFIXES:
         return read_dicom(path, **dicom_options)
     if suffix == ".npy":

@@ -51,7 +51,10 @@ def _layout(array: np.ndarray, path: Path, what: str, *, alpha_channel: bool) ->
     )
 
 
-def _finish(array, path, *, kind, expect, frame, single_frame, alpha, colour, source_dtype, extra=None):
+def _finish(array, path, what, *, alpha_channel, kind, expect, frame, single_frame, extra=None):
+    """Lay out a decoded, checked array (see :func:`_layout`), check it against the options and describe it."""
+    source_dtype = array.dtype
+    array, colour, alpha = _layout(array, path, what, alpha_channel=alpha_channel)
     num_frames = array.shape[0] if (array.ndim == 3 and not colour) or array.ndim == 4 else 1
     check_frame_choice(path, num_frames, frame, single_frame)
     collapsed = False
@@ -138,20 +141,8 @@ def read_raster(path, *, expect: str = "any", frame: int | None = None, single_f
         raise ImageReadError(
             f"{path} contains {bad} NaN or infinite values; expected finite numbers. Replace them before saving."
         )
-    source_dtype = array.dtype
-    array, colour, alpha = _layout(array, path, "a raster image", alpha_channel=True)
-    return _finish(
-        array,
-        path,
-        kind="raster",
-        expect=expect,
-        frame=frame,
-        single_frame=single_frame,
-        alpha=alpha,
-        colour=colour,
-        source_dtype=source_dtype,
-        extra={"format": path.suffix.lower().lstrip(".")},
-    )
+    return _finish(array, path, "a raster image", alpha_channel=True, kind="raster", expect=expect, frame=frame,
+                   single_frame=single_frame, extra={"format": path.suffix.lower().lstrip(".")})
 
 
 def read_array(path, *, expect: str = "any", frame: int | None = None, single_frame: bool = False) -> ImageData:
@@ -220,16 +211,5 @@ def read_array(path, *, expect: str = "any", frame: int | None = None, single_fr
                 f"{path} contains {nan} NaN and {inf} infinite values; expected finite numbers. Replace them (e.g. "
                 f"np.nan_to_num) and save the array again."
             )
-    source_dtype = loaded.dtype
-    array, colour, alpha = _layout(loaded, path, "an image array", alpha_channel=False)
-    return _finish(
-        array,
-        path,
-        kind="array",
-        expect=expect,
-        frame=frame,
-        single_frame=single_frame,
-        alpha=alpha,
-        colour=colour,
-        source_dtype=source_dtype,
-    )
+    return _finish(loaded, path, "an image array", alpha_channel=False, kind="array", expect=expect, frame=frame,
+                   single_frame=single_frame)
