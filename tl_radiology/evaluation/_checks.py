@@ -68,6 +68,19 @@ def as_binary_labels(values, name: str = "y_true") -> np.ndarray:
     return array.astype(np.int64)
 
 
+def _finite_floats(array: np.ndarray, name: str, kind: str, fix: str) -> np.ndarray:
+    """``array`` (already shaped) as float64, refusing it empty, not numeric (``kind`` says what was expected) or
+    holding NaN/inf (``fix`` says what to do)."""
+    if array.size == 0:
+        raise InputError(f"{name} is empty; pass at least one case.")
+    if array.dtype.kind not in "biuf":
+        raise InputError(f"{name} must be {kind}; received values of type {array.dtype}.")
+    array = array.astype(np.float64)
+    if not np.all(np.isfinite(array)):
+        raise InputError(f"{name} holds {int(np.sum(~np.isfinite(array)))} NaN or infinite values; {fix}")
+    return array
+
+
 def as_probabilities(values, name: str = "y_prob", *, ndim: int = 1) -> np.ndarray:
     """Return float64 probabilities in [0, 1] with ``ndim`` dimensions (an ``n x 1`` column counts as 1-D)."""
     array = _as_array(values, name)
@@ -76,14 +89,7 @@ def as_probabilities(values, name: str = "y_prob", *, ndim: int = 1) -> np.ndarr
     if array.ndim != ndim:
         expected = "1-D (one probability per case)" if ndim == 1 else "2-D (cases x classes or labels)"
         raise InputError(f"{name} must be {expected}; received shape {array.shape}.")
-    if array.size == 0:
-        raise InputError(f"{name} is empty; pass at least one case.")
-    if array.dtype.kind not in "biuf":
-        raise InputError(f"{name} must be numeric probabilities; received values of type {array.dtype}.")
-    array = array.astype(np.float64)
-    if not np.all(np.isfinite(array)):
-        raise InputError(f"{name} holds {int(np.sum(~np.isfinite(array)))} NaN or infinite values; "
-                         "pass a probability for every case.")
+    array = _finite_floats(array, name, "numeric probabilities", "pass a probability for every case.")
     outside = (array < 0) | (array > 1)
     if outside.any():
         count = int(outside.sum())
@@ -142,15 +148,7 @@ def as_values(values, name: str) -> np.ndarray:
             f"{name} must be 1-D (one value per case); received shape {array.shape}. For several targets, "
             "evaluate each column separately."
         )
-    if array.size == 0:
-        raise InputError(f"{name} is empty; pass at least one case.")
-    if array.dtype.kind not in "biuf":
-        raise InputError(f"{name} must be numeric; received values of type {array.dtype}.")
-    array = array.astype(np.float64)
-    if not np.all(np.isfinite(array)):
-        raise InputError(f"{name} holds {int(np.sum(~np.isfinite(array)))} NaN or infinite values; "
-                         "remove those cases or fill them in.")
-    return array
+    return _finite_floats(array, name, "numeric", "remove those cases or fill them in.")
 
 
 def check_same_length(**arrays) -> int:
