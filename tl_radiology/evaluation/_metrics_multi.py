@@ -114,27 +114,40 @@ def multiclass_metrics(y_true, y_prob, *, class_names, patient_ids=None, ordinal
 
     values = _bootstrap(kernel, codes, n_groups, n_bootstrap, seed)
     metrics = {name: summarize(point[name], values.get(name), confidence) for name in point}
-    per_class = {}
-    for cls, name in enumerate(names):
-        entry = {"n_cases": int(counts[cls])}
-        entry["roc_auc"] = (summarize(auc_point[cls], values.get(("roc_auc", cls)), confidence)
-                            if cls in auc_point else summarize(None, None, confidence))
-        for key in ("sensitivity", "specificity"):
-            entry[key] = summarize(per_class_point[key][0, cls], values.get((key, cls)), confidence)
-        per_class[name] = entry
-    if len(defined) < k:
-        notes.append(f"macro_roc_auc averages the {len(defined)} classes with an AUC.")
-    result = _header("multiclass", n, n_groups, given)
-    result.update(
+    per_class = {
+        name: {"n_cases": int(counts[cls]),
+               **_summaries(cls, values, confidence, roc_auc=auc_point.get(cls),
+                            sensitivity=per_class_point["sensitivity"][0, cls],
+                            specificity=per_class_point["specificity"][0, cls])}
+        for cls, name in enumerate(names)
+    }
+    return _result(
+        "multiclass", (n, n_groups, given), bootstrap_info(n_bootstrap, confidence, seed, n_groups, given), notes,
+        (len(defined), k, "classes"),
         class_names=names,
         class_counts={name: int(counts[c]) for c, name in enumerate(names)},
         prediction_rule="argmax of y_prob",
         metrics=metrics,
         per_class=per_class,
         confusion_matrix=_confusion_dict(matrix, names),
-        bootstrap=bootstrap_info(n_bootstrap, confidence, seed, n_groups, given),
-        notes=notes,
     )
+
+
+def _summaries(index: int, values: dict, confidence: float, **estimates) -> dict:
+    """Each metric of one class or label, in the order given: its estimate (``None`` where it is undefined) and
+    its interval from the bootstrap values, which are keyed ``(metric, index)``."""
+    return {key: summarize(estimate, values.get((key, index)), confidence) for key, estimate in estimates.items()}
+
+
+def _result(task: str, header: tuple, bootstrap: dict, notes: list, macro: tuple, **fields) -> dict:
+    """What a multiclass or multilabel task returns: the header, then ``fields`` in order, the bootstrap and the
+    notes; ``macro`` (how many have an AUC, of how many, "classes" or "labels") adds a note when the macro AUC
+    averages fewer than all."""
+    with_auc, total, what = macro
+    if with_auc < total:
+        notes.append(f"macro_roc_auc averages the {with_auc} {what} with an AUC.")
+    result = _header(task, *header)
+    result.update(fields, bootstrap=bootstrap, notes=notes)
     return result
 
 
@@ -270,23 +283,18 @@ def multilabel_metrics(y_true, y_prob, *, label_names, thresholds, patient_ids=N
     macro = float(np.mean([auc_point[j][0] for j in defined]))
     per_label = {}
     for j, name in enumerate(names):
-        entry = {"threshold": float(cutoffs[j]), "n_positive": int(positives[j])}
-        entry["prevalence"] = summarize(rate_point[j]["prevalence"], values.get(("prevalence", j)), confidence)
-        for i, key in enumerate(("roc_auc", "pr_auc")):
-            entry[key] = (summarize(auc_point[j][i], values.get((key, j)), confidence) if j in auc_point
-                          else summarize(None, None, confidence))
-        for key in ("sensitivity", "specificity"):
-            entry[key] = summarize(rate_point[j][key], values.get((key, j)), confidence)
-        per_label[name] = entry
-    if len(defined) < n_labels:
-        notes.append(f"macro_roc_auc averages the {len(defined)} labels with an AUC.")
-    result = _header("multilabel", n, n_groups, given)
-    result.update(
+        roc_auc, pr_auc = auc_point.get(j, (None, None))
+        rates = rate_point[j]
+        per_label[name] = {
+            "threshold": float(cutoffs[j]), "n_positive": int(positives[j]),
+            **_summaries(j, values, confidence, prevalence=rates["prevalence"], roc_auc=roc_auc, pr_auc=pr_auc,
+                         sensitivity=rates["sensitivity"], specificity=rates["specificity"]),
+        }
+    return _result(
+        "multilabel", (n, n_groups, given), bootstrap_info(n_bootstrap, confidence, seed, n_groups, given), notes,
+        (len(defined), n_labels, "labels"),
         label_names=names,
         threshold_rule=_RULE,
         metrics={"macro_roc_auc": summarize(macro, values.get("macro_roc_auc"), confidence)},
         per_label=per_label,
-        bootstrap=bootstrap_info(n_bootstrap, confidence, seed, n_groups, given),
-        notes=notes,
     )
-    return result
