@@ -16,6 +16,7 @@ import pandas as pd
 
 from .._atomic import atomic_write_text
 from .._errors import InputError
+from .._options import listed
 from .._progress import status
 from .._pseudonym import pseudonymize
 from ..data import RunDir, load_arrays, loader_from_config, refuse_sealed_content, run_history
@@ -71,7 +72,7 @@ def _manifest_cases(path: Path, loader, patient_column: str) -> tuple[pd.DataFra
         cases[column] = resolved
         cases[f"input_{column}" if len(loader.image_columns) > 1 else "input"] = frame[column].to_numpy()
     if problems:
-        shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
+        shown = listed(problems, 10)
         raise InputError(f"Manifest {path} has {len(problems)} problem(s): {shown}. Fix the paths and run again.")
     for column in loader.center_columns or ():
         cases[column] = frame[column].to_numpy()
