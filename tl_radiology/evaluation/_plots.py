@@ -134,6 +134,77 @@ def _operating_point(y, p, t):
     return sens, spec, ppv
 
 
+def _prefix(name) -> str:
+    """A curve's name before its legend text (a binary task's one curve has none)."""
+    return f"{name} " if name else ""
+
+
+def _mark(ax, x, y, line, label: str) -> None:
+    """The operating point of a threshold, in the colour of its curve."""
+    ax.plot(x, y, marker="o", markersize=8, color=line.get_color(), markeredgecolor="black", linestyle="none",
+            label=label)
+
+
+def _draw_roc(ax, sets, summaries, confidence) -> None:
+    ax.plot([0, 1], [0, 1], linestyle="--", color="0.6", linewidth=1, label="chance (AUC 0.5)")
+    for (name, y, p, t), summary in zip(sets, summaries):
+        fpr, tpr, _ = roc_curve(y, p)
+        label = f"AUC {_ci_text(summary['roc_auc'], confidence)}"
+        line, = ax.plot(fpr, tpr, linewidth=1.8, label=f"{name}: {label}" if name else label)
+        if t is not None:
+            sens, spec, _ = _operating_point(y, p, t)
+            _mark(ax, 1 - spec, sens, line, f"{_prefix(name)}threshold {t:.3g}: sens {sens:.2f}, spec {spec:.2f}")
+    ax.set_aspect("equal")
+
+
+def _draw_pr(ax, sets, summaries, confidence) -> None:
+    for (name, y, p, t), summary in zip(sets, summaries):
+        precision, recall, _ = precision_recall_curve(y, p)
+        label = f"AP {_ci_text(summary['pr_auc'], confidence)}"
+        line, = ax.plot(recall, precision, drawstyle="steps-post", linewidth=1.8,
+                        label=f"{name}: {label}" if name else label)
+        prevalence = float(y.mean())
+        ax.axhline(prevalence, linestyle="--", linewidth=1, color=line.get_color(), alpha=0.7,
+                   label=f"{_prefix(name)}prevalence {prevalence:.2f} (chance)")
+        if t is not None:
+            sens, _, ppv = _operating_point(y, p, t)
+            if np.isfinite(ppv):
+                _mark(ax, sens, ppv, line, f"{_prefix(name)}threshold {t:.3g}: sens {sens:.2f}, PPV {ppv:.2f}")
+
+
+# Per curve kind: what draws the curves, the x and y axis labels, where the legend goes, the default title by task.
+_CURVES = {
+    "roc": (_draw_roc, ("1 − specificity (false positive rate)", "Sensitivity (true positive rate)"), "lower right",
+            {"binary": "ROC curve", "multiclass": "ROC curves, one class vs rest",
+             "multilabel": "ROC curves per label"}),
+    "pr": (_draw_pr, ("Recall (sensitivity)", "Precision (PPV)"), "lower left",
+           {"binary": "Precision-recall curve", "multiclass": "Precision-recall curves, one class vs rest",
+            "multilabel": "Precision-recall curves per label"}),
+}
+
+
+def _curve_plot(kind: str, y_true, y_prob, path, *, threshold, class_names, patient_ids, n_bootstrap, confidence,
+                seed, title, dpi) -> Path:
+    """What :func:`plot_roc` (``kind="roc"``) and :func:`plot_pr` (``"pr"``) share: the checks, the AUC intervals,
+    one axes on [0, 1] with the curves, the labels, the title with the counts, and the file."""
+    draw, (xlabel, ylabel), legend, titles = _CURVES[kind]
+    path, fmt = _format_of(path)
+    sets, task, n_cases = _curve_sets(y_true, y_prob, class_names, threshold)
+    summaries, n_groups, given = _auc_intervals(sets, patient_ids, n_cases, n_bootstrap, confidence, seed)
+
+    fig = Figure(figsize=(6.4, 6.0), layout="constrained")
+    ax = fig.add_subplot()
+    draw(ax, sets, summaries, confidence)
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{title or titles[task]}\n{_counts_text(n_cases, n_groups, given)}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc=legend, fontsize="small")
+    return _save(fig, path, fmt, dpi)
+
+
 def plot_roc(y_true, y_prob, path, *, threshold=None, class_names=None, patient_ids=None,
              n_bootstrap: int = 2000, confidence: float = 0.95, seed: int | None = 0, title: str | None = None,
              dpi: int = 150) -> Path:
@@ -167,33 +238,9 @@ def plot_roc(y_true, y_prob, path, *, threshold=None, class_names=None, patient_
         >>> plot_roc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8], "roc.png", threshold=0.3)  # doctest: +SKIP
         PosixPath('roc.png')
     """
-    path, fmt = _format_of(path)
-    sets, task, n_cases = _curve_sets(y_true, y_prob, class_names, threshold)
-    summaries, n_groups, given = _auc_intervals(sets, patient_ids, n_cases, n_bootstrap, confidence, seed)
-
-    fig = Figure(figsize=(6.4, 6.0), layout="constrained")
-    ax = fig.add_subplot()
-    ax.plot([0, 1], [0, 1], linestyle="--", color="0.6", linewidth=1, label="chance (AUC 0.5)")
-    for (name, y, p, t), summary in zip(sets, summaries):
-        fpr, tpr, _ = roc_curve(y, p)
-        label = f"AUC {_ci_text(summary['roc_auc'], confidence)}"
-        line, = ax.plot(fpr, tpr, linewidth=1.8, label=f"{name}: {label}" if name else label)
-        if t is not None:
-            sens, spec, _ = _operating_point(y, p, t)
-            ax.plot(1 - spec, sens, marker="o", markersize=8, color=line.get_color(), markeredgecolor="black",
-                    linestyle="none",
-                    label=f"{name + ' ' if name else ''}threshold {t:.3g}: sens {sens:.2f}, spec {spec:.2f}")
-    ax.set_xlim(-0.01, 1.01)
-    ax.set_ylim(-0.01, 1.01)
-    ax.set_aspect("equal")
-    ax.set_xlabel("1 − specificity (false positive rate)")
-    ax.set_ylabel("Sensitivity (true positive rate)")
-    default = {"binary": "ROC curve", "multiclass": "ROC curves, one class vs rest",
-               "multilabel": "ROC curves per label"}[task]
-    ax.set_title(f"{title or default}\n{_counts_text(n_cases, n_groups, given)}")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize="small")
-    return _save(fig, path, fmt, dpi)
+    return _curve_plot("roc", y_true, y_prob, path, threshold=threshold, class_names=class_names,
+                       patient_ids=patient_ids, n_bootstrap=n_bootstrap, confidence=confidence, seed=seed,
+                       title=title, dpi=dpi)
 
 
 def plot_pr(y_true, y_prob, path, *, threshold=None, class_names=None, patient_ids=None,
@@ -215,36 +262,9 @@ def plot_pr(y_true, y_prob, path, *, threshold=None, class_names=None, patient_i
         >>> plot_pr([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8], "pr.png", patient_ids=["a", "a", "b", "c"])  # doctest: +SKIP
         PosixPath('pr.png')
     """
-    path, fmt = _format_of(path)
-    sets, task, n_cases = _curve_sets(y_true, y_prob, class_names, threshold)
-    summaries, n_groups, given = _auc_intervals(sets, patient_ids, n_cases, n_bootstrap, confidence, seed)
-
-    fig = Figure(figsize=(6.4, 6.0), layout="constrained")
-    ax = fig.add_subplot()
-    for (name, y, p, t), summary in zip(sets, summaries):
-        precision, recall, _ = precision_recall_curve(y, p)
-        label = f"AP {_ci_text(summary['pr_auc'], confidence)}"
-        line, = ax.plot(recall, precision, drawstyle="steps-post", linewidth=1.8,
-                        label=f"{name}: {label}" if name else label)
-        prevalence = float(y.mean())
-        ax.axhline(prevalence, linestyle="--", linewidth=1, color=line.get_color(), alpha=0.7,
-                   label=f"{name + ' ' if name else ''}prevalence {prevalence:.2f} (chance)")
-        if t is not None:
-            sens, _, ppv = _operating_point(y, p, t)
-            if np.isfinite(ppv):
-                ax.plot(sens, ppv, marker="o", markersize=8, color=line.get_color(), markeredgecolor="black",
-                        linestyle="none",
-                        label=f"{name + ' ' if name else ''}threshold {t:.3g}: sens {sens:.2f}, PPV {ppv:.2f}")
-    ax.set_xlim(-0.01, 1.01)
-    ax.set_ylim(-0.01, 1.01)
-    ax.set_xlabel("Recall (sensitivity)")
-    ax.set_ylabel("Precision (PPV)")
-    default = {"binary": "Precision-recall curve", "multiclass": "Precision-recall curves, one class vs rest",
-               "multilabel": "Precision-recall curves per label"}[task]
-    ax.set_title(f"{title or default}\n{_counts_text(n_cases, n_groups, given)}")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize="small")
-    return _save(fig, path, fmt, dpi)
+    return _curve_plot("pr", y_true, y_prob, path, threshold=threshold, class_names=class_names,
+                      patient_ids=patient_ids, n_bootstrap=n_bootstrap, confidence=confidence, seed=seed,
+                      title=title, dpi=dpi)
 
 
 def plot_reliability(y_true, y_prob, path, *, n_bins: int = 10, title: str | None = None, dpi: int = 150) -> Path:
