@@ -103,16 +103,9 @@ def import_weights(file, backbone, *, overwrite: bool = False) -> dict:
     target = keras_cache_dir() / spec.weights_file
     legacy = _is_legacy_h5(source)
     source_sha = _file_hashes(source)["sha256"]
-    replaced = False
-    if target.exists():
-        if legacy and target.is_file() and _file_hashes(target)["sha256"] == source_sha:
-            return _import_result(spec, source, target, converted=False, replaced=False, unchanged=True)
-        if not overwrite:
-            raise InputError(
-                f"{target} already holds a different {spec.name} weights file. Pass overwrite=True "
-                "(command line: --overwrite) to replace it, or keep it."
-            )
-        replaced = True
+    if target.exists() and legacy and target.is_file() and _file_hashes(target)["sha256"] == source_sha:
+        return _import_result(spec, source, target, converted=False, replaced=False, unchanged=True)
+    replaced = _may_replace(target, overwrite, f"a different {spec.name} weights file", "it")
     target.parent.mkdir(parents=True, exist_ok=True)
     if legacy:
         with atomic_path(target) as tmp:
@@ -143,18 +136,24 @@ def _import_state_dict(spec: BackboneSpec, source: Path, *, overwrite: bool) -> 
     target = keras_cache_dir() / spec.weights_file
     source_sha = _file_hashes(source)["sha256"]
     provenance = _read_provenance(spec) or {}
-    replaced = False
-    if target.exists():
-        if provenance.get("source_sha256") == source_sha and _published_hash_ok(spec, target) is not False:
-            return _import_result(spec, source, target, converted=True, replaced=False, unchanged=True)
-        if not overwrite:
-            raise InputError(
-                f"{target} already holds {spec.name} weights converted from another file. Pass overwrite=True "
-                "(command line: --overwrite) to replace them, or keep them."
-            )
-        replaced = True
+    if (target.exists() and provenance.get("source_sha256") == source_sha
+            and _published_hash_ok(spec, target) is not False):
+        return _import_result(spec, source, target, converted=True, replaced=False, unchanged=True)
+    replaced = _may_replace(target, overwrite, f"{spec.name} weights converted from another file", "them")
     convert_state_dict_weights(spec, source, origin=f"file {source.name}")
     return _import_result(spec, source, target, converted=True, replaced=replaced, unchanged=False)
+
+
+def _may_replace(target: Path, overwrite: bool, holds: str, pronoun: str) -> bool:
+    """Whether an import replaces a file already at ``target``; without ``overwrite`` that is refused."""
+    if not target.exists():
+        return False
+    if not overwrite:
+        raise InputError(
+            f"{target} already holds {holds}. Pass overwrite=True (command line: --overwrite) to replace {pronoun}, "
+            f"or keep {pronoun}."
+        )
+    return True
 
 
 def _import_result(spec, source, target, *, converted, replaced, unchanged) -> dict:
