@@ -13,8 +13,9 @@ import os as _os
 # Keras 3 runs on several backends; this toolkit is built and tested on TensorFlow.
 _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from ._lazy import lazy_names  # noqa: E402
+from ._lazy import lazy_exports, lazy_names  # noqa: E402
 from ._version import __version__
+from . import _errors  # noqa: E402  (its __all__ is part of ours)
 
 from ._errors import (  # noqa: E402
     AuditKeyError,
@@ -36,13 +37,9 @@ from ._errors import (  # noqa: E402
 # Recipes and running them import TensorFlow; they are loaded on first use, so `import tl_radiology` (and the
 # command line's --help) stays cheap.
 _LAZY = {
-    "Recipe": "recipe",
-    "load_recipe": "recipe",
-    "list_recipes": "recipe",
-    "run_recipe": "run",
-    "search_recipe": "run",
-    "RunResult": "run",
-    "run_demo": "run._demo",
+    "recipe": ("Recipe", "load_recipe", "list_recipes"),
+    "run": ("run_recipe", "search_recipe", "RunResult"),
+    "run._demo": ("run_demo",),
 }
 
 
@@ -51,25 +48,6 @@ __getattr__, __dir__ = lazy_names(__name__, globals(), _LAZY)
 
 __all__ = [
     "__version__",
-    "TLRadiologyError",
-    "InputError",
-    "OptionError",
-    "ManifestError",
-    "ImageReadError",
-    "LeakageError",
-    "RunDirError",
-    "RunDirBusyError",
-    "SealError",
-    "SealBrokenError",
-    "AuditKeyError",
-    "WeightsNotAvailableError",
-    "UntrustedFileError",
-    "SearchFailedError",
-    "Recipe",
-    "load_recipe",
-    "list_recipes",
-    "run_recipe",
-    "search_recipe",
-    "RunResult",
-    "run_demo",
+    *_errors.__all__,
+    *lazy_exports(_LAZY),
 ]

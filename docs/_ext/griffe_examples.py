@@ -30,7 +30,8 @@ class LazyNames(Extension):
     """Show the names a package loads on first use (its ``_LAZY`` table, see ``tl_radiology._lazy``).
 
     Griffe reads the source without importing it, so a name that the package's ``__getattr__`` provides is not a
-    member it can see. This adds each one as an alias of the object in the private module that defines it.
+    member it can see. This adds each one as an alias of the object in the private module that defines it, and
+    spells out the package's ``__all__``, whose ``*lazy_exports(_LAZY)`` griffe cannot evaluate.
     """
 
     def on_module_members(self, *, mod, **kwargs) -> None:  # noqa: D102 - griffe's hook
@@ -41,6 +42,18 @@ class LazyNames(Extension):
             names = ast.literal_eval(str(table.value))
         except (ValueError, SyntaxError):
             return
-        for name, submodule in names.items():
-            if name not in mod.members:
+        for submodule, provided in names.items():
+            for name in provided:
+                if name in mod.members:
+                    continue
                 mod.set_member(name, Alias(name, f"{mod.path}.{submodule}.{name}", parent=mod))
+        mod.exports = _literal_all(mod.filepath) + [name for provided in names.values() for name in provided]
+
+
+def _literal_all(path) -> list:
+    """The string entries of the ``__all__ = [...]`` list in the module at ``path`` (starred entries skipped)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets):
+            return [e.value for e in node.value.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+    return []

@@ -33,24 +33,11 @@ from ._vocabulary import (
     TUNERS,
 )
 
+from . import _vocabulary
+
+# The vocabulary's names, then the field engine's.
 __all__ = [
-    "TASKS",
-    "MODES",
-    "INTENSITIES",
-    "RESIZE_MODES",
-    "EXPECTS",
-    "TUNERS",
-    "OBJECTIVES",
-    "THRESHOLD_METHODS",
-    "CLASSIFIER_NAMES",
-    "ADAPTERS",
-    "POOLINGS",
-    "OPTIMIZERS",
-    "PRECISIONS",
-    "CLASS_WEIGHTINGS",
-    "FLIPS",
-    "MONITORS",
-    "CT_WINDOWS",
+    *_vocabulary.__all__,
     "describe_type",
     "coerce_value",
     "parse_text",

@@ -20,23 +20,20 @@ Example:
     >>> result.best_config  # doctest: +SKIP
 """
 
-from .._lazy import lazy_names
+from .._lazy import lazy_exports, lazy_names
 from ._space import SearchSpace
 
 # The rest imports keras-tuner and TensorFlow; it is loaded on first use, so that checking a recipe's search
 # space stays light.
 _LAZY = {
-    "DistributedConfig": "_distributed",
-    "feature_search": "_features",
-    "TransferHyperModel": "_hypermodel",
-    "trial_progress": "_progress",
-    "SearchResult": "_results",
-    "read_summary": "_results",
-    "summary_path_for": "_results",
-    "write_ensemble_summary": "_results",
-    "data_fingerprint": "_project",
-    "run_search": "_run",
-    "make_oracle": "_tuner",
+    "_distributed": ("DistributedConfig",),
+    "_features": ("feature_search",),
+    "_hypermodel": ("TransferHyperModel",),
+    "_progress": ("trial_progress",),
+    "_results": ("SearchResult", "read_summary", "summary_path_for", "write_ensemble_summary"),
+    "_project": ("data_fingerprint",),
+    "_run": ("run_search",),
+    "_tuner": ("make_oracle",),
 }
 
 
@@ -45,15 +42,5 @@ __getattr__, __dir__ = lazy_names(__name__, globals(), _LAZY)
 
 __all__ = [
     "SearchSpace",
-    "TransferHyperModel",
-    "run_search",
-    "feature_search",
-    "SearchResult",
-    "DistributedConfig",
-    "read_summary",
-    "summary_path_for",
-    "write_ensemble_summary",
-    "trial_progress",
-    "data_fingerprint",
-    "make_oracle",
+    *lazy_exports(_LAZY),
 ]

@@ -14,26 +14,19 @@ Example:
     >>> result = fine_tune(train, val, config=config, task="binary", out_dir="runs/a")  # doctest: +SKIP
 """
 
-from .._lazy import lazy_names
+from .._lazy import lazy_exports, lazy_names
 from ._config import FineTuneConfig
 
 # Everything else imports TensorFlow; it is loaded on first use, so that checking a configuration (a recipe,
 # `tl-radiology recipes`) stays light.
 _LAZY = {
-    "make_augmentation": "_augment",
-    "class_weights_from_labels": "_class_weights",
-    "overfitting_note": "_curves",
-    "plot_training_curves": "_curves",
-    "stack_curve_images": "_curves",
-    "CLASSIFIERS": "_features",
-    "BackboneFeatures": "_features",
-    "make_classifier": "_features",
-    "EpochProgress": "_callbacks",
-    "FineTuneResult": "_finetune",
-    "build_for_config": "_finetune",
-    "fine_tune": "_finetune",
-    "fit_two_phases": "_finetune",
-    "TrainedModel": "_trained",
+    "_augment": ("make_augmentation",),
+    "_class_weights": ("class_weights_from_labels",),
+    "_curves": ("overfitting_note", "plot_training_curves", "stack_curve_images"),
+    "_features": ("CLASSIFIERS", "BackboneFeatures", "make_classifier"),
+    "_callbacks": ("EpochProgress",),
+    "_finetune": ("FineTuneResult", "build_for_config", "fine_tune", "fit_two_phases"),
+    "_trained": ("TrainedModel",),
 }
 
 
@@ -41,19 +34,6 @@ __getattr__, __dir__ = lazy_names(__name__, globals(), _LAZY)
 
 
 __all__ = [
-    "CLASSIFIERS",
-    "EpochProgress",
-    "stack_curve_images",
     "FineTuneConfig",
-    "fine_tune",
-    "build_for_config",
-    "fit_two_phases",
-    "FineTuneResult",
-    "make_augmentation",
-    "class_weights_from_labels",
-    "plot_training_curves",
-    "overfitting_note",
-    "BackboneFeatures",
-    "make_classifier",
-    "TrainedModel",
+    *lazy_exports(_LAZY),
 ]
