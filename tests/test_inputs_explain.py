@@ -7,7 +7,7 @@ import json
 import pytest
 
 from test_run_support import recipe_file, run_console, triphasic_phantoms
-from tl_radiology.evaluation._gradcam import RECIPE_FILE_RECORD, record_recipe_file
+from tl_radiology.evaluation._recipe_record import RECIPE_FILE_RECORD, record_recipe_file
 
 pytestmark = pytest.mark.slow  # a real tiny run, then `explain` three times in fresh processes
 

@@ -18,19 +18,14 @@ from ._bootstrap import bootstrap_ci
 from ._calibration import expected_calibration_error, reliability_curve
 from ._explain import explain_run
 from ._final import evaluate_external, evaluate_run
-from ._gradcam import (
-    class_activation_map,
-    explain_target,
-    grad_cam,
-    load_run_recipe_file,
-    overlay,
-    record_recipe_file,
-)
+from ._gradcam import class_activation_map, grad_cam, overlay
+from ._gradcam_graph import explain_target
 from ._metrics import binary_metrics
 from ._metrics_multi import multiclass_metrics, multilabel_metrics
 from ._metrics_regression import regression_metrics
 from ._plots import plot_bland_altman, plot_confusion_matrix, plot_pr, plot_reliability, plot_roc
 from ._predict import predict
+from ._recipe_record import load_run_recipe_file, record_recipe_file
 from ._baseline import compare_with_baseline
 from ._report import write_report
 from ._scoring import format_summary, key_metric_rows

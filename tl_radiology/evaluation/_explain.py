@@ -28,7 +28,8 @@ from .._options import look_up_option
 from .._progress import Progress, status
 from ..data import RunDir, load_arrays, loader_from_config
 from . import _runfiles as files
-from ._gradcam import explain_target, grad_cam, overlay
+from ._gradcam import grad_cam, overlay
+from ._gradcam_graph import explain_target
 from ._scoring import class_names_of, predicted_labels, threshold_values
 
 __all__ = ["explain_run", "explain_evaluated_test", "sample_cases", "png_bytes"]
