@@ -1,8 +1,9 @@
 """The ``tl-radiology`` command line: parses arguments and calls the package's public functions.
 
-Each subcommand lives in its own module ``tl_radiology/cli/_<name>.py`` exposing ``register(subparsers)``, which
-adds its parser and sets ``func`` (a function ``args -> int``) as a default. Command modules import heavy
-libraries (TensorFlow, Keras) inside ``func`` only, so ``tl-radiology --help`` stays fast.
+Each subcommand lives in its own module ``tl_radiology/cli/_<name>.py``: its ``HELP`` line, ``DESCRIPTION`` and
+optional ``EPILOG`` (examples) text, ``add_arguments(parser, common)`` and ``run(args) -> int``, from which
+:func:`build_parser` makes its parser. Command modules import heavy libraries (TensorFlow, Keras) inside ``run``
+only, so ``tl-radiology --help`` stays fast.
 
 Exit statuses: 0 success; 1 a failure that is not the input's fault; 2 bad input (one line ``error: ...`` naming
 the file, row or option); 3 a refused opening of the sealed test set; 130 interrupted. ``--debug`` shows the
@@ -89,7 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name == f"tl_radiology.cli._{name}":
                 continue
             raise
-        module.register(sub, common)
+        command = sub.add_parser(
+            name.replace("_", "-"), parents=[common], help=module.HELP, description=module.DESCRIPTION,
+            epilog=getattr(module, "EPILOG", None), formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(command, common)
+        if hasattr(module, "run"):  # a command with actions (weights) sets each action's own
+            command.set_defaults(func=module.run)
     parser.set_defaults(_commands=sub.choices)
     return parser
 

@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import json
 
+HELP = "list the registered backbones (sizes, features, preprocessing, layer groups, weights)"
 
-def register(subparsers, common) -> None:
-    parser = subparsers.add_parser(
-        "backbones",
-        parents=[common],
-        help="list the registered backbones (sizes, features, preprocessing, layer groups, weights)",
-        description=(
-            "List the registered backbones: default and minimum input size, pooled feature dimension, the "
-            "preprocessing their weights expect, their layer groups for unfreezing, and whether Keras' ImageNet "
-            "weights file is available offline (see `tl-radiology weights status`)."
-        ),
-    )
-    parser.add_argument("pattern", nargs="?", default="*",
-                        help="shell-style wildcard over names, e.g. 'dense*' or 'resnet*v2' (default: all)")
-    parser.add_argument("--json", action="store_true", help="print JSON records instead of a table")
-    parser.set_defaults(func=run)
+DESCRIPTION = """\
+List the registered backbones: default and minimum input size, pooled feature dimension, the preprocessing their
+weights expect, their layer groups for unfreezing, and whether Keras' ImageNet weights file is available offline
+(see `tl-radiology weights status`).
+"""
+
+
+def add_arguments(p, common) -> None:
+    """The ``backbones`` command's arguments (its parser is made from HELP and DESCRIPTION)."""
+    p.add_argument("pattern", nargs="?", default="*",
+                   help="shell-style wildcard over names, e.g. 'dense*' or 'resnet*v2' (default: all)")
+    p.add_argument("--json", action="store_true", help="print JSON records instead of a table")
 
 
 def format_table(headers, rows) -> str:

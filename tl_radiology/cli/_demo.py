@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 
 HELP = "run the whole path on synthetic triphasic liver CT (DICOM phantoms -> report), offline"
 
@@ -26,16 +25,13 @@ examples:
 """
 
 
-def register(subparsers, common) -> None:
-    """Add the ``demo`` subcommand."""
-    p = subparsers.add_parser("demo", parents=[common], help=HELP, description=DESCRIPTION, epilog=EPILOG,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(p, common) -> None:
+    """The ``demo`` command's arguments (its parser is made from HELP, DESCRIPTION and EPILOG)."""
     p.add_argument("--out", default="tl_radiology_demo", metavar="DIR",
                    help="folder for the phantoms and the run (default tl_radiology_demo)")
     p.add_argument("--force", action="store_true", help="delete an earlier demo's data/ and run/ in DIR and run again")
     p.add_argument("--weights", choices=("imagenet", "random"), default="imagenet",
                    help="start from the installed ImageNet weights (default) or from random weights")
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 
 HELP = "evaluate the run's model once on its sealed test set (or on an external site's data)"
 
@@ -32,12 +31,8 @@ seal is broken (a changed file or label is named).
 """
 
 
-def register(subparsers, common) -> None:
-    """Add the ``evaluate`` subcommand."""
-    p = subparsers.add_parser(
-        "evaluate", parents=[common], help=HELP, description=DESCRIPTION, epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def add_arguments(p, common) -> None:
+    """The ``evaluate`` command's arguments (its parser is made from HELP, DESCRIPTION and EPILOG)."""
     p.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (with a trained, finalised model)")
     p.add_argument("--reopen", action="store_true",
                    help="evaluate a test set that was already used (needs --reason; the result is marked reused)")
@@ -51,7 +46,6 @@ def register(subparsers, common) -> None:
     p.add_argument("--n-bootstrap", default="2000", metavar="N",
                    help="bootstrap resamples of patients for the intervals (default 2000)")
     p.add_argument("--seed", default="0", metavar="N", help="bootstrap seed (default 0)")
-    p.set_defaults(func=run)
 
 
 def _integer(value: str, option: str) -> int:

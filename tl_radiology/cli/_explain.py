@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 
 HELP = "write Grad-CAM overlays for a sample of validation cases (test cases only after evaluate)"
 
@@ -21,12 +20,8 @@ examples:
 """
 
 
-def register(subparsers, common) -> None:
-    """Add the ``explain`` subcommand."""
-    p = subparsers.add_parser(
-        "explain", parents=[common], help=HELP, description=DESCRIPTION, epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def add_arguments(p, common) -> None:
+    """The ``explain`` command's arguments (its parser is made from HELP, DESCRIPTION and EPILOG)."""
     p.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (with a fine-tuned model)")
     p.add_argument("--split", default="val", metavar="SPLIT", help="val (default), train, or test (after evaluate)")
     p.add_argument("--num", default="8", metavar="N", help="number of cases (default 8)")
@@ -36,7 +31,6 @@ def register(subparsers, common) -> None:
     p.add_argument("--recipe", default=None, metavar="FILE",
                    help="the recipe .py file the run was started with, when it registers its own backbone "
                         "(default: the file the run recorded, if any)")
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:

@@ -20,13 +20,11 @@ Data: MedMNIST v2 (Yang et al., Scientific Data 2023), CC BY 4.0; cite it and th
 _RECIPES = {"pneumoniamnist": "chest_xray", "retinamnist": "retina_grade"}
 
 
-def register(subparsers, common) -> None:
-    """Add the ``import-medmnist`` subcommand."""
-    p = subparsers.add_parser("import-medmnist", parents=[common], help=HELP, description=DESCRIPTION)
+def add_arguments(p, common) -> None:
+    """The ``import-medmnist`` command's arguments (its parser is made from HELP, DESCRIPTION and EPILOG)."""
     p.add_argument("npz", metavar="FILE.npz", help="the MedMNIST file")
     p.add_argument("--out", required=True, metavar="DIR", help="folder to create (new or empty)")
     p.add_argument("--force", action="store_true", help="replace DIR if it exists and is not empty")
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 
 HELP = "predict new images (files, series folders or a manifest CSV) with a run's model"
 
@@ -23,19 +22,14 @@ examples:
 """
 
 
-def register(subparsers, common) -> None:
-    """Add the ``predict`` subcommand."""
-    p = subparsers.add_parser(
-        "predict", parents=[common], help=HELP, description=DESCRIPTION, epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def add_arguments(p, common) -> None:
+    """The ``predict`` command's arguments (its parser is made from HELP, DESCRIPTION and EPILOG)."""
     p.add_argument("run_dir", metavar="RUN_DIR", help="the run directory with a trained, finalised model")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files / series folders, or one manifest CSV")
     p.add_argument("--out", required=True, metavar="FILE.csv", help="the predictions CSV to write")
     p.add_argument("--patient-column", default="patient_id", metavar="COL",
                    help="a manifest's patient id column, written as a pseudonym (default patient_id)")
     p.add_argument("--batch-size", default="32", metavar="N", help="images per batch (default 32)")
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 from tl_radiology._errors import InputError
@@ -10,7 +9,7 @@ from tl_radiology.recipe import Recipe, copy_recipe, list_recipes, load_recipe, 
 
 from ._run import parse_overrides
 
-__all__ = ["register", "run", "format_recipe", "FIELD_GROUPS"]
+__all__ = ["add_arguments", "run", "format_recipe", "FIELD_GROUPS"]
 
 HELP = "list the prebuilt recipes, or show the fields of one (with --set changes); --copy it to edit"
 
@@ -29,16 +28,13 @@ examples:
 """
 
 
-def register(subparsers, common) -> None:
-    """Add the ``recipes`` subcommand."""
-    p = subparsers.add_parser("recipes", parents=[common], help=HELP, description=DESCRIPTION, epilog=EPILOG,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(p, common) -> None:
+    """The ``recipes`` command's arguments (its parser is made from HELP, DESCRIPTION and EPILOG)."""
     p.add_argument("name", nargs="?", default=None, metavar="NAME", help="a recipe name or file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="change a field before showing it (repeatable)")
     p.add_argument("--json", action="store_true", help="print the recipe as JSON (as recipe.json holds it)")
     p.add_argument("--copy", default=None, metavar="FILE", help="write the prebuilt recipe's .py source to FILE")
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:

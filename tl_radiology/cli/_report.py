@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 
 HELP = "write RUN_DIR/report/report.html (self-contained: data, split, model, validation, test, audit)"
 
@@ -25,14 +24,9 @@ examples:
 """
 
 
-def register(subparsers, common) -> None:
-    """Add the ``report`` subcommand."""
-    p = subparsers.add_parser(
-        "report", parents=[common], help=HELP, description=DESCRIPTION, epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def add_arguments(p, common) -> None:
+    """The ``report`` command's arguments (its parser is made from HELP, DESCRIPTION and EPILOG)."""
     p.add_argument("run_dir", metavar="RUN_DIR", help="the run directory")
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:

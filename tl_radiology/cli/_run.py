@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 
 HELP = "run a recipe: split, search, final training, threshold on validation (stops before the test set)"
 
@@ -76,12 +75,9 @@ def parse_overrides(items, args=None) -> dict:
     return out
 
 
-def register(subparsers, common) -> None:
-    """Add the ``run`` subcommand."""
-    p = subparsers.add_parser("run", parents=[common], help=HELP, description=DESCRIPTION, epilog=EPILOG,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(p, common) -> None:
+    """The ``run`` command's arguments (its parser is made from HELP, DESCRIPTION and EPILOG)."""
     add_recipe_arguments(p)
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 
 from ._run import add_recipe_arguments, parse_overrides
 
@@ -36,17 +35,14 @@ examples:
 """
 
 
-def register(subparsers, common) -> None:
-    """Add the ``search`` subcommand."""
-    p = subparsers.add_parser("search", parents=[common], help=HELP, description=DESCRIPTION, epilog=EPILOG,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(p, common) -> None:
+    """The ``search`` command's arguments (its parser is made from HELP, DESCRIPTION and EPILOG)."""
     add_recipe_arguments(p)
     p.add_argument("--distributed", default=None, metavar="ROLE", help="chief or worker (keras-tuner's distributed mode)")
     p.add_argument("--oracle", default=None, metavar="HOST:PORT",
                    help="where the chief serves the oracle and the workers connect, e.g. 127.0.0.1:8000")
     p.add_argument("--tuner-id", default=None, metavar="ID",
                    help="a worker's id, unique in the search (default worker-<host>-<pid>)")
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-import argparse
 
 HELP = "split a manifest by patient into train/val/test and seal the test set"
 
@@ -22,12 +21,8 @@ example:
 """
 
 
-def register(subparsers, common) -> None:
-    """Add the ``split`` subcommand."""
-    p = subparsers.add_parser(
-        "split", parents=[common], help=HELP, description=DESCRIPTION, epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def add_arguments(p, common) -> None:
+    """The ``split`` command's arguments (its parser is made from HELP, DESCRIPTION and EPILOG)."""
     p.add_argument("manifest", metavar="MANIFEST", help="the manifest CSV")
     p.add_argument("--out", required=True, metavar="DIR", help="the run directory to write")
     p.add_argument("--val", default="0.15", metavar="F", help="validation fraction, 0 <= F < 1 (default 0.15)")
@@ -57,7 +52,6 @@ def register(subparsers, common) -> None:
                    help="compare file bytes only, not decoded pixels (faster for large DICOM sets)")
     p.add_argument("--write-id-map", default=None, metavar="FILE",
                    help="also write the pseudonym -> raw patient id table to FILE (outside DIR; keep it private)")
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:

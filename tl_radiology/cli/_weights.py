@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
+HELP = "check and import ImageNet weights files for offline use"
 
-def register(subparsers, common) -> None:
-    parser = subparsers.add_parser(
-        "weights",
-        parents=[common],
-        help="check and import ImageNet weights files for offline use",
-        description=(
-            "Nothing is downloaded. EfficientNet-Lite0/1/2's ImageNet weights come with the toolkit (pip packages, "
-            "converted into Keras' cache folder on first use); for the other backbones weights='imagenet' uses "
-            "Keras' ImageNet file only if it is already in Keras' cache folder. `status` shows which files are "
-            "there and where they come from; `import` checks a file against a backbone and copies it there (a "
-            "PyTorch .pth state dict is converted, for EfficientNet-Lite)."
-        ),
-    )
+DESCRIPTION = """\
+Nothing is downloaded. EfficientNet-Lite0/1/2's ImageNet weights come with the toolkit (pip packages, converted
+into Keras' cache folder on first use); for the other backbones weights='imagenet' uses Keras' ImageNet file only
+if it is already in Keras' cache folder. `status` shows which files are there and where they come from; `import`
+checks a file against a backbone and copies it there (a PyTorch .pth state dict is converted, for
+EfficientNet-Lite).
+"""
+
+
+def add_arguments(parser, common) -> None:
+    """The ``weights`` command's two actions, ``status`` and ``import``, each with its arguments."""
     actions = parser.add_subparsers(dest="weights_command", metavar="ACTION", required=True)
     status = actions.add_parser(
         "status", parents=[common], help="one line per backbone: file, present, size, hash check",
