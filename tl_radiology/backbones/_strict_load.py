@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 from .._errors import InputError
+from .._options import listed
 from ._registry import get_backbone
 
 __all__ = ["load_weights_checked"]
@@ -77,7 +78,7 @@ def load_weights_checked(model, path, backbone) -> None:
         raise InputError(f"Weights file {path} does not fit backbone {spec.name}: {_reason(exc)}. {fit}") from None
     missing = [v.path for v in floats if np.isnan(np.asarray(v.numpy())).any()]
     if missing:
-        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        shown = listed(missing, 3, sep=", ")
         raise InputError(
             f"Weights file {path} does not fit backbone {spec.name}: {len(missing)} of its {len(floats)} variables "
             f"are not in the file ({shown}). {fit}"

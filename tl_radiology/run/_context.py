@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from .._errors import InputError, RunDirError
+from .._options import listed
 from ..recipe import Recipe, load_recipe
 from ._result import RECIPE_JSON
 
@@ -57,9 +58,7 @@ def previous_recipe(path: Path) -> Recipe | None:
 
 def describe_change(old: Recipe, new: Recipe, fields) -> str:
     a, b = old.to_dict(), new.to_dict()
-    parts = [f"{name}: {json.dumps(a[name])} then, {json.dumps(b[name])} now" for name in fields[:4]]
-    more = f"; and {len(fields) - 4} more" if len(fields) > 4 else ""
-    return "; ".join(parts) + more
+    return listed([f"{name}: {json.dumps(a[name])} then, {json.dumps(b[name])} now" for name in fields], 4)
 
 
 def resolve_distributed(distributed, recipe: Recipe):

@@ -20,6 +20,7 @@ import pandas as pd
 from .._version import __version__
 from .._atomic import atomic_write_json
 from .._errors import InputError, SearchFailedError
+from .._options import listed
 from ._tuner import TRIAL_INFO_FILE, trial_record
 
 __all__ = ["SearchResult", "trial_records", "trials_frame", "count_statuses", "check_settings", "SETTINGS_FILE",
@@ -173,10 +174,9 @@ def check_settings(project_dir, settings: dict, *, write: bool) -> bool:
         current = _flatten(json.loads(json.dumps(settings, default=str)))
         differ = sorted(k for k in set(old) | set(current) if old.get(k) != current.get(k))
         if differ:
-            details = "; ".join(f"{k}: {_brief(old.get(k))} then, {_brief(current.get(k))} now" for k in differ[:4])
-            more = f"; and {len(differ) - 4} more" if len(differ) > 4 else ""
+            details = listed([f"{k}: {_brief(old.get(k))} then, {_brief(current.get(k))} now" for k in differ], 4)
             raise InputError(
-                f"The search project {project_dir} was started with other settings ({details}{more}). Resume it with "
+                f"The search project {project_dir} was started with other settings ({details}). Resume it with "
                 "the same settings, pass overwrite=True to start over, or choose another project_name."
             )
         return True
