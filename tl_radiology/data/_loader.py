@@ -34,6 +34,15 @@ _READ_OPTIONS = tuple(
 )
 
 
+def finite_float(value) -> float | None:
+    """``value`` as a float if it is a finite number (or text or a type that converts to one), else None."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
 def case_label(case, column: str | None = None) -> str:
     """How messages name a case: ``row 14`` (the manifest line) and the image column, if any.
 
@@ -247,11 +256,8 @@ class CaseLoader:
         values = []
         for column in self.center_columns:
             value = _get(case, column)
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                number = math.nan
-            if not math.isfinite(number):
+            number = finite_float(value)
+            if number is None:
                 raise InputError(
                     f"{case_label(case, column)}: expected the centre coordinate to be a finite number. Received: "
                     f"{value!r}. Fill in the centre columns {', '.join(self.center_columns)} for every case."

@@ -37,6 +37,10 @@ from ._manifest_table import (
 
 __all__ = ["Manifest", "TASKS", "SPLITS", "RESERVED_COLUMNS", "format_problems", "class_sort_key"]
 
+# The keyword options of from_csv and from_dataframe that describe the table (see _table_options).
+_TABLE_OPTIONS = ("patient_column", "label_column", "image_columns", "split_column", "allow_outside_root", "task",
+                  "positive_class", "class_names")
+
 
 class Manifest:
     """A validated table of cases: pseudonymous ids, labels, absolute image paths and an optional split.
@@ -154,19 +158,7 @@ class Manifest:
         """
         path = Path(path)
         df = read_csv_table(path)
-        return cls._build(
-            df,
-            root=path.resolve().parent,
-            source=str(path),
-            patient_column=patient_column,
-            label_column=label_column,
-            image_columns=image_columns,
-            split_column=split_column,
-            allow_outside_root=allow_outside_root,
-            task=task,
-            positive_class=positive_class,
-            class_names=class_names,
-        )
+        return cls._build(df, root=path.resolve().parent, source=str(path), **_table_options(locals()))
 
     @classmethod
     def from_dataframe(
@@ -194,19 +186,7 @@ class Manifest:
         """
         if not isinstance(df, pd.DataFrame):
             raise InputError(f"Expected a pandas DataFrame. Received: {type(df).__name__}.")
-        return cls._build(
-            df.copy(),
-            root=Path(root).resolve(),
-            source="(DataFrame)",
-            patient_column=patient_column,
-            label_column=label_column,
-            image_columns=image_columns,
-            split_column=split_column,
-            allow_outside_root=allow_outside_root,
-            task=task,
-            positive_class=positive_class,
-            class_names=class_names,
-        )
+        return cls._build(df.copy(), root=Path(root).resolve(), source="(DataFrame)", **_table_options(locals()))
 
     @classmethod
     def from_folders(cls, root, *, task: str | None = None, positive_class: str | None = None,
@@ -417,6 +397,15 @@ class Manifest:
         """
         frame = pd.DataFrame(sorted(self._id_map.items()), columns=["patient", "patient_id"])
         return atomic_write_text(path, frame.to_csv(index=False, lineterminator="\n"))
+
+
+def _table_options(arguments: dict) -> dict:
+    """The table options among a constructor's arguments (its ``locals()``), handed on to ``Manifest._build``.
+
+    ``from_csv`` and ``from_dataframe`` spell the options out in their signatures (they are public); this takes
+    them from there by name rather than forwarding each one by hand in both.
+    """
+    return {name: arguments[name] for name in _TABLE_OPTIONS}
 
 
 def _as_names(value, option: str) -> tuple[str, ...]:

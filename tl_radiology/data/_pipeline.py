@@ -17,7 +17,7 @@ from .._options import look_up_option
 from .._progress import Progress
 from ._cache import CaseCache
 from ._cases import _iter_cases, _raise_collected, check_same_shape
-from ._loader import CaseLoader
+from ._loader import CaseLoader, finite_float
 from ._manifest import TASKS, class_sort_key
 
 __all__ = ["encode_labels", "make_dataset", "load_arrays"]
@@ -88,11 +88,8 @@ def encode_labels(labels, task: str, classes: Sequence[str] | None = None, *, ro
             raise InputError(f"encode_labels: task 'regression' has no classes. Received: classes={list(classes)}.")
         out = np.empty(len(values), dtype=np.float32)
         for i, value in enumerate(values):
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                number = math.nan
-            if not math.isfinite(number):
+            number = finite_float(value)
+            if number is None:
                 raise InputError(
                     f"{where(i)}, column 'label': {value!r} is not a finite number (task 'regression'). Fix the label."
                 )
