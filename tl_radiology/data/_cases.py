@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 
 from .._errors import InputError, TLRadiologyError
+from .._options import listed
 from ._loader import case_label
 
 __all__ = ["check_same_shape"]
@@ -30,11 +31,10 @@ def check_same_shape(cases, shapes) -> tuple[int, ...]:
     rows = [case for (_, case) in _iter_cases(cases)]
     example = next(case_label(case) for case, s in zip(rows, shapes) if tuple(s) == common)
     odd = [(case, s) for case, s in zip(rows, shapes) if tuple(s) != common]
-    listed = ", ".join(f"{case_label(case)} is {_fmt(s)}" for case, s in odd[:_MAX_LISTED])
-    more = f" and {len(odd) - _MAX_LISTED} more" if len(odd) > _MAX_LISTED else ""
+    shown = listed((f"{case_label(case)} is {_fmt(s)}" for case, s in odd), _MAX_LISTED, sep=", ")
     raise InputError(
         f"Cases must all have one shape to be batched: {num_common} cases are {_fmt(common)} (e.g. {example}), but "
-        f"{listed}{more}. Give every case one size, e.g. with Resize(...) in the loader's per_image transform."
+        f"{shown}. Give every case one size, e.g. with Resize(...) in the loader's per_image transform."
     )
 
 
@@ -65,9 +65,8 @@ def _raise_collected(problems: list[TLRadiologyError], total: int) -> None:
         raise problems[0]
     kinds = {type(p) for p in problems}
     cls = kinds.pop() if len(kinds) == 1 else InputError
-    listed = "; ".join(str(p).rstrip(". ") for p in problems[:_MAX_LISTED])
-    more = f"; and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
-    message = f"{len(problems)} of {total} cases could not be loaded: {listed}{more}."
+    shown = listed((str(p).rstrip(". ") for p in problems), _MAX_LISTED)
+    message = f"{len(problems)} of {total} cases could not be loaded: {shown}."
     try:
         error = cls(message)
     except TypeError:  # pragma: no cover - an error class with another constructor

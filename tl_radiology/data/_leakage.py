@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .._errors import InputError, LeakageError, TLRadiologyError
-from .._options import look_up_option
+from .._options import listed, look_up_option
 from .._progress import Progress
 from ._hashing import content_digest
 from ._manifest import RESERVED_COLUMNS, SPLITS, Manifest
@@ -434,10 +434,9 @@ def check_leakage(
     )
     if duplicates == "error" and report.duplicate_groups:
         groups = report.duplicate_groups
-        shown = "; ".join(f"{g.kind}-identical: {g.describe(report.root)}" for g in groups[:5])
-        more = f"; and {len(groups) - 5} more" if len(groups) > 5 else ""
+        shown = listed((f"{g.kind}-identical: {g.describe(report.root)}" for g in groups), 5)
         raise LeakageError(
-            f"{len(groups)} group(s) of identical images are in more than one split: {shown}{more}. Remove the "
+            f"{len(groups)} group(s) of identical images are in more than one split: {shown}. Remove the "
             "duplicates from the manifest (or put them in one split), or accept them with duplicates='warn'."
         )
     return report

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .._errors import ManifestError
+from .._options import listed
 
 __all__ = ["SPLITS", "RESERVED_COLUMNS", "IMAGE_SUFFIXES", "format_problems"]
 
@@ -34,17 +35,16 @@ _MAX_LISTED = 20
 def format_problems(source: str, problems: Sequence[tuple], fix: str = "Fix the manifest and run again.") -> str:
     """Render ``(row, column, message)`` problems as one line, listing the first 20."""
     parts = []
-    for row, column, message in problems[:_MAX_LISTED]:
+    for row, column, message in problems:
         where = []
         if row is not None:
             where.append(f"line {row}")
         if column is not None:
             where.append(f"column {column!r}")
         parts.append((", ".join(where) + ": " if where else "") + message)
-    more = len(problems) - _MAX_LISTED
-    tail = f"; and {more} more (all are listed in ManifestError.problems)" if more > 0 else ""
+    tail = " (all are listed in ManifestError.problems)" if len(problems) > _MAX_LISTED else ""
     count = f"{len(problems)} problem" + ("s" if len(problems) != 1 else "")
-    return f"Manifest {source} has {count}: " + "; ".join(parts) + tail + f". {fix}"
+    return f"Manifest {source} has {count}: " + listed(parts, _MAX_LISTED) + tail + f". {fix}"
 
 
 def cell_text(value) -> str:

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from .._atomic import append_line, atomic_write_json
 from .._errors import AuditKeyError, SealBrokenError, SealError
+from .._options import listed
 from ._hashing import sha256_file
 
 __all__ = [
@@ -288,7 +289,7 @@ def check_record(run_path, lock: dict | None = None) -> None:
     """Raise :class:`SealBrokenError` naming what changed when the run's record was altered (see module doc)."""
     problems = record_problems(run_path, lock)
     if problems:
-        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        shown = listed(problems, 5)
         raise SealBrokenError(
             f"The seal record of {run_path} was altered: {shown}. The test set's history cannot be trusted, so it "
             "is not opened or re-split: restore the files from a backup, or start a new run in a new folder "

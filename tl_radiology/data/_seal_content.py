@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from .._errors import LeakageError, SealError
+from .._options import listed
 from ._leakage import find_content_overlap, older_seal_pixel_digests
 
 __all__ = ["refuse_sealed_content", "check_external_content"]
@@ -31,8 +32,7 @@ def _test_pixels(lock: dict) -> dict:
 
 
 def _listed(matches) -> str:
-    shown = "; ".join(m.describe() for m in matches[:_SHOWN])
-    return shown + (f"; and {len(matches) - _SHOWN} more" if len(matches) > _SHOWN else "")
+    return listed((m.describe() for m in matches), _SHOWN)
 
 
 def refuse_sealed_content(run, inputs) -> None:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from .._atomic import RunLock
 from .._errors import InputError, RunDirError, SealBrokenError, SealError
+from .._options import listed
 from ._hashing import sha256_file
 from ._rundir_files import _read_json, _verify
 from ._seal import check_record
@@ -130,10 +131,9 @@ class SealedTestSet:
             problems = _verify(run, lock)
             if problems:
                 run._audit("seal_broken", purpose=purpose, problems=problems[:50], num_problems=len(problems))
-                shown = "; ".join(problems[:10])
-                more = f"; and {len(problems) - 10} more (see audit.log)" if len(problems) > 10 else ""
+                shown = listed(problems, 10) + (" (see audit.log)" if len(problems) > 10 else "")
                 raise SealBrokenError(
-                    f"The seal of {run.path}'s test set is broken (sealed {lock.get('sealed_at')}): {shown}{more}. "
+                    f"The seal of {run.path}'s test set is broken (sealed {lock.get('sealed_at')}): {shown}. "
                     "Test files and labels must not change after the split. Restore them, or make a new split "
                     "in a new --out folder."
                 )

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .._errors import InputError, LeakageError
-from .._options import look_up_option
+from .._options import listed, look_up_option
 from ._manifest import SPLITS, Manifest, class_sort_key
 
 __all__ = ["make_split", "split_cases", "patients_in_several_splits", "check_fractions"]
@@ -56,12 +56,11 @@ def _split_order(name) -> int:
 
 def _raise_patient_leak(leaks, source: str) -> None:
     shown = []
-    for patient, splits, rows in leaks[:10]:
+    for patient, splits, rows in leaks:
         where = f" (lines {', '.join(map(str, rows))})" if rows else ""
         shown.append(f"patient {patient} is in {' and '.join(splits)}{where}")
-    more = f"; and {len(leaks) - 10} more" if len(leaks) > 10 else ""
     raise LeakageError(
-        f"{source}: {len(leaks)} patient(s) in more than one split: " + "; ".join(shown) + more
+        f"{source}: {len(leaks)} patient(s) in more than one split: " + listed(shown, 10)
         + ". Put all cases of a patient in one split, or remove the split column to let a patient-level split "
         "be made."
     )
