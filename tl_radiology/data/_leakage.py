@@ -313,6 +313,7 @@ def find_content_overlap(inputs, *, lock: dict, development=None, pixels: bool =
     return sorted(matches, key=lambda m: m.split != "test")
 
 
+# Over 100 lines through its docstring (what counts as a leak and how it is reported); the body is about 85.
 def check_leakage(
     cases,
     *,

@@ -124,6 +124,7 @@ def _soft_inside(distance, radius, width=0.6):
     return 1.0 / (1.0 + np.exp(np.clip((distance - radius) / width, -50, 50)))
 
 
+# Over 100 lines through its docstring (what the phantoms contain and why); the body is about 65.
 def make_triphasic_phantoms(
     out_dir,
     *,
@@ -254,6 +255,7 @@ def make_triphasic_phantoms(
     return out_dir / "manifest.csv"
 
 
+# Over 100 lines through its docstring (what the phantoms contain and why); the body is about 75.
 def make_nodule_phantoms(
     out_dir,
     *,

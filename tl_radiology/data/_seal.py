@@ -194,16 +194,7 @@ def record_problems(run_path, lock: dict | None = None) -> list[str]:
         lock = json.loads(lock_path.read_text(encoding="utf-8"))
     audit = lock.get("audit") or {}
     chained_seal = audit.get("chain") == CHAIN
-    key = audit_key(run_path)
-    if audit.get("key_id"):
-        if key is None:
-            raise AuditKeyError(
-                f"The audit record of {run_path} is signed (HMAC, key id {audit['key_id']}); set {KEY_ENV} or "
-                f"{KEY_FILE_ENV} to the key it was sealed with to check it.")
-        if _key_id(key) != audit["key_id"]:
-            raise AuditKeyError(
-                f"The audit key set ({KEY_ENV} / {KEY_FILE_ENV}, key id {_key_id(key)}) is not the key the run "
-                f"{run_path} was sealed with (key id {audit['key_id']}); set that key.")
+    key = _checking_key(run_path, audit)
     problems = []
     if key is not None and not audit.get("key_id"):
         problems.append(f"test.lock carries no audit signature although {KEY_ENV} / {KEY_FILE_ENV} is set: the run "
@@ -215,6 +206,42 @@ def record_problems(run_path, lock: dict | None = None) -> list[str]:
     lines = _lines(log)
     if not lines:
         return problems + [f"audit.log is empty although test.lock shows a test set sealed {lock.get('sealed_at')}"]
+    entries, chained_from = _entry_problems(lines, audit, key, chained_seal, problems)
+    if chained_from is not None or chained_seal or head_path.is_file():  # a head: entries were chained
+        _head_problems(head_path, lines, audit, key, problems)
+    seals = [e for e in entries if e.get("event") in ("sealed", "resealed")]
+    if not seals:
+        problems.append("audit.log has no 'sealed' entry for this test.lock")
+    elif lock_path.is_file() and seals[-1].get("test_lock_sha256") and \
+            sha256_file(lock_path) != seals[-1]["test_lock_sha256"]:
+        problems.append(f"test.lock was rewritten after sealing (its sha256 differs from the one audit.log recorded "
+                        f"when it was {seals[-1]['event']} {seals[-1].get('time')})")
+    _result_problems(run_path / "final_test.json", entries, problems)
+    return problems
+
+
+def _checking_key(run_path: Path, audit: dict):
+    """The audit key to check a run with (``None`` when none is set); refused when a signed run needs another."""
+    key = audit_key(run_path)
+    if audit.get("key_id"):
+        if key is None:
+            raise AuditKeyError(
+                f"The audit record of {run_path} is signed (HMAC, key id {audit['key_id']}); set {KEY_ENV} or "
+                f"{KEY_FILE_ENV} to the key it was sealed with to check it.")
+        if _key_id(key) != audit["key_id"]:
+            raise AuditKeyError(
+                f"The audit key set ({KEY_ENV} / {KEY_FILE_ENV}, key id {_key_id(key)}) is not the key the run "
+                f"{run_path} was sealed with (key id {audit['key_id']}); set that key.")
+    return key
+
+
+def _entry_problems(lines: list[str], audit: dict, key, chained_seal: bool, problems: list[str]):
+    """Check each audit.log entry (JSON, sequence, chain hash, signature), adding findings to ``problems``.
+
+    Returns:
+        ``(entries, chained_from)``: the entries as dicts (``{}`` for an unreadable line) and the index of the
+        first chained entry (``None`` when none is chained).
+    """
     entries, chained_from = [], None
     for i, line in enumerate(lines):
         try:
@@ -244,45 +271,45 @@ def record_problems(run_path, lock: dict | None = None) -> list[str]:
         if audit.get("key_id"):
             if mac is None or not hmac.compare_digest(mac, _sign(key, signed)):
                 problems.append(f"{_describe(i, entry)} of audit.log has no valid HMAC signature")
-    if chained_from is not None or chained_seal or head_path.is_file():  # a head: entries were chained
-        if not head_path.is_file():
-            problems.append("audit.head is missing (it records the number of audit.log entries and the last one)")
-        else:
-            try:
-                head = json.loads(head_path.read_text(encoding="utf-8"))
-                count, last = int(head["entries"]), str(head["last_sha256"])
-            except (ValueError, KeyError, TypeError):
-                head, count, last = {}, None, None
-                problems.append("audit.head is not valid (edited by hand)")
-            if audit.get("key_id") and head:
-                mac = head.pop("hmac", None)
-                if mac is None or not hmac.compare_digest(str(mac), _sign(key, json.dumps(head, sort_keys=True))):
-                    problems.append("audit.head has no valid HMAC signature")
-            if count is not None:
-                if count > len(lines):
-                    problems.append(f"audit.log has {len(lines)} entries but audit.head records {count}: the last "
-                                    f"{count - len(lines)} entr{'y was' if count - len(lines) == 1 else 'ies were'} "
-                                    "removed")
-                elif count < 1 or _sha(lines[count - 1]) != last:
-                    problems.append(f"entry {count} of audit.log is not the one audit.head records (edited)")
-    seals = [e for e in entries if e.get("event") in ("sealed", "resealed")]
-    if not seals:
-        problems.append("audit.log has no 'sealed' entry for this test.lock")
-    elif lock_path.is_file() and seals[-1].get("test_lock_sha256") and \
-            sha256_file(lock_path) != seals[-1]["test_lock_sha256"]:
-        problems.append(f"test.lock was rewritten after sealing (its sha256 differs from the one audit.log recorded "
-                        f"when it was {seals[-1]['event']} {seals[-1].get('time')})")
-    result = run_path / "final_test.json"
-    if result.is_file():
-        try:
-            opening = (json.loads(result.read_text(encoding="utf-8")).get("seal") or {}).get("opening_id")
-        except (ValueError, UnicodeDecodeError, AttributeError):
-            opening = None
-        done = {e.get("opening_id") for e in entries if e.get("event") == "evaluated"}
-        if opening and opening not in done:
-            problems.append(f"final_test.json records opening {opening[:12]}, which audit.log does not record as "
-                            "evaluated (its entries were removed)")
-    return problems
+    return entries, chained_from
+
+
+def _head_problems(head_path: Path, lines: list[str], audit: dict, key, problems: list[str]) -> None:
+    """Check audit.head (entry count, last entry's hash, signature) against audit.log, adding findings."""
+    if not head_path.is_file():
+        problems.append("audit.head is missing (it records the number of audit.log entries and the last one)")
+        return
+    try:
+        head = json.loads(head_path.read_text(encoding="utf-8"))
+        count, last = int(head["entries"]), str(head["last_sha256"])
+    except (ValueError, KeyError, TypeError):
+        head, count, last = {}, None, None
+        problems.append("audit.head is not valid (edited by hand)")
+    if audit.get("key_id") and head:
+        mac = head.pop("hmac", None)
+        if mac is None or not hmac.compare_digest(str(mac), _sign(key, json.dumps(head, sort_keys=True))):
+            problems.append("audit.head has no valid HMAC signature")
+    if count is not None:
+        if count > len(lines):
+            problems.append(f"audit.log has {len(lines)} entries but audit.head records {count}: the last "
+                            f"{count - len(lines)} entr{'y was' if count - len(lines) == 1 else 'ies were'} "
+                            "removed")
+        elif count < 1 or _sha(lines[count - 1]) != last:
+            problems.append(f"entry {count} of audit.log is not the one audit.head records (edited)")
+
+
+def _result_problems(result: Path, entries: list[dict], problems: list[str]) -> None:
+    """A final_test.json whose opening audit.log does not record as evaluated (entries removed), added."""
+    if not result.is_file():
+        return
+    try:
+        opening = (json.loads(result.read_text(encoding="utf-8")).get("seal") or {}).get("opening_id")
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        opening = None
+    done = {e.get("opening_id") for e in entries if e.get("event") == "evaluated"}
+    if opening and opening not in done:
+        problems.append(f"final_test.json records opening {opening[:12]}, which audit.log does not record as "
+                        "evaluated (its entries were removed)")
 
 
 def check_record(run_path, lock: dict | None = None) -> None:

@@ -122,6 +122,34 @@ def _weights_for(backbone: str, weights) -> str | None:
     return "imagenet" if row["available"] else None
 
 
+def _earlier_demo(out: Path, settings: dict, *, force: bool, start: float) -> "DemoResult | None":
+    """An earlier demo in ``out``: its result when it finished, else ``None`` to go on (``force`` clears it first).
+
+    An unfinished demo is resumed only with the same settings.
+    """
+    data, run_dir, marker = out / "data", out / "run", out / "demo.json"
+    if force:
+        for folder in (data, run_dir):
+            shutil.rmtree(folder, ignore_errors=True)
+        marker.unlink(missing_ok=True)
+        return None
+    if not marker.is_file():
+        return None
+    earlier = json.loads(marker.read_text(encoding="utf-8"))
+    final_path = run_dir / "final_test.json"
+    if final_path.is_file():
+        report = run_dir / "report" / "report.html"
+        if not report.is_file():
+            report = write_report(run_dir)
+        return DemoResult(out=out, run=None, final_test=json.loads(final_path.read_text(encoding="utf-8")),
+                          report=report, weights=earlier.get("weights"),
+                          seconds=time.monotonic() - start, reused=True)
+    if earlier.get("settings") != settings:
+        raise RunDirError(f"{out} holds an unfinished demo with other settings ({earlier.get('settings')}). Run "
+                          "the demo with --force to start over.")
+    return None
+
+
 def run_demo(out="tl_radiology_demo", *, force: bool = False, num_patients: int | None = None,
              cases_per_patient: int | None = None, image_size: int | None = None, backbone: str | None = None,
              max_trials: int | None = None, head_epochs: int | None = None, finetune_epochs: int | None = None,
@@ -167,23 +195,9 @@ def run_demo(out="tl_radiology_demo", *, force: bool = False, num_patients: int 
         raise InputError(f"--out {out} is not empty and holds no earlier demo (no demo.json). Choose a new or empty "
                          "folder for the demo.")
     ensure_writable_dir(out)
-    if force:
-        for folder in (data, run_dir):
-            shutil.rmtree(folder, ignore_errors=True)
-        marker.unlink(missing_ok=True)
-    elif marker.is_file():
-        earlier = json.loads(marker.read_text(encoding="utf-8"))
-        final_path = run_dir / "final_test.json"
-        if final_path.is_file():
-            report = run_dir / "report" / "report.html"
-            if not report.is_file():
-                report = write_report(run_dir)
-            return DemoResult(out=out, run=None, final_test=json.loads(final_path.read_text(encoding="utf-8")),
-                              report=report, weights=earlier.get("weights"),
-                              seconds=time.monotonic() - start, reused=True)
-        if earlier.get("settings") != settings:
-            raise RunDirError(f"{out} holds an unfinished demo with other settings ({earlier.get('settings')}). Run "
-                              "the demo with --force to start over.")
+    finished = _earlier_demo(out, settings, force=force, start=start)
+    if finished is not None:
+        return finished
     asked = weights
     weights = _weights_for(settings["backbone"], asked)
     settings["weights"] = weights
