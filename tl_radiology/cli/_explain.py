@@ -36,8 +36,7 @@ def add_arguments(p, common) -> None:
 def run(args) -> int:
     """Run ``explain`` with parsed arguments; returns the exit status."""
     from tl_radiology._errors import InputError
-    from tl_radiology.evaluation import explain_run
-    from tl_radiology.evaluation._gradcam import load_run_recipe_file
+    from tl_radiology.evaluation import explain_run, load_run_recipe_file
 
     try:
         num, seed = int(args.num), int(args.seed)

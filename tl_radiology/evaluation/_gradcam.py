@@ -22,12 +22,9 @@ import numpy as np
 
 from .._errors import InputError
 from .._options import look_up_option
-from ._gradcam_graph import _Analysis, _analyse, _keras_model, _nested_backbone, explain_target
-# Re-exported: other modules (the CLI's explain command) import these from here.
-from ._recipe_record import RECIPE_FILE_RECORD, load_run_recipe_file, record_recipe_file
+from ._gradcam_graph import _Analysis, _analyse, _keras_model, _nested_backbone
 
-__all__ = ["grad_cam", "class_activation_map", "overlay", "explain_target", "record_recipe_file",
-           "load_run_recipe_file", "RECIPE_FILE_RECORD"]
+__all__ = ["grad_cam", "class_activation_map", "overlay"]
 
 _PASS_THROUGH = ("Dropout", "Identity", "SpatialDropout1D", "GaussianDropout", "GaussianNoise", "AlphaDropout")
 

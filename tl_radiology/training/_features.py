@@ -25,10 +25,9 @@ from .._version import __version__
 from .._atomic import atomic_write_bytes, atomic_write_text
 from .._errors import InputError
 from .._options import look_up_option
-from ._classifiers import CLASSIFIERS, make_classifier  # noqa: F401 - the package's lazy names find them here
 from ._config import ADAPTERS, POOLINGS, PRECISIONS
 
-__all__ = ["BackboneFeatures", "FeatureCacheStats", "make_classifier", "CLASSIFIERS"]
+__all__ = ["BackboneFeatures", "FeatureCacheStats"]
 
 # Part of every cache key: a change in how features are computed or stored gives new entries.
 _FEATURE_CACHE_VERSION = 1
