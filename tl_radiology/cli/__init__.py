@@ -21,7 +21,14 @@ import re
 import sys
 import traceback
 
-__all__ = ["main", "build_parser"]
+from .._lazy import lazy_exports, lazy_names
+
+# The run's terminal summary imports the run and evaluation parts; it loads on first use so --help stays light.
+_LAZY = {"_summary": ("format_run_result", "starting_weights_text")}
+
+__getattr__, __dir__ = lazy_names(__name__, globals(), _LAZY)
+
+__all__ = ["main", "build_parser", *lazy_exports(_LAZY)]
 
 # Order is the order of `tl-radiology --help`. A module missing here is simply not offered.
 _COMMAND_MODULES = (

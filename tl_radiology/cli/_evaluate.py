@@ -74,8 +74,7 @@ def run(args) -> int:
     seed = _integer(args.seed, "--seed")
     reason = args.reason if args.reopen else None
 
-    from tl_radiology.evaluation import evaluate_external, evaluate_run
-    from tl_radiology.evaluation._scoring import format_summary
+    from tl_radiology.evaluation import evaluate_external, evaluate_run, format_summary
 
     if args.external is not None:
         result = evaluate_external(args.run_dir, args.external, name=args.name, reopen_reason=reason,

@@ -67,6 +67,6 @@ class RunResult:
 
         The wording lives with the command line (:func:`tl_radiology.cli.format_run_result`).
         """
-        from ..cli._summary import format_run_result  # deferred: the command line sits above the run
+        from ..cli import format_run_result  # deferred: the command line sits above the run
 
         return format_run_result(self)
