@@ -21,7 +21,10 @@ import re
 import sys
 import traceback
 
+from .._errors import TLRadiologyError
 from .._lazy import lazy_exports, lazy_names
+from .._progress import filter_native_stderr, quiet_tensorflow, set_quiet
+from .._version import __version__
 
 # The run's terminal summary imports the run and evaluation parts; it loads on first use so --help stays light.
 _LAZY = {"_summary": ("format_run_result", "starting_weights_text")}
@@ -76,8 +79,6 @@ def _unrecognized(parser: argparse.ArgumentParser, extras: list[str]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every available subcommand."""
-    from tl_radiology._version import __version__
-
     parser = _ArgumentParser(
         prog="tl-radiology",
         description=(
@@ -139,8 +140,6 @@ def main(argv=None) -> int:
     """Entry point of the ``tl-radiology`` console script; returns the exit status."""
     argv = _global_flags_after_command(list(sys.argv[1:] if argv is None else argv))
     debug = "--debug" in argv
-    from tl_radiology._progress import filter_native_stderr, quiet_tensorflow, set_quiet
-
     quiet_tensorflow(debug=debug)
     if not debug:
         os.environ.setdefault("PYTHONWARNINGS", "ignore")
@@ -160,8 +159,6 @@ def main(argv=None) -> int:
         parser.print_help()
         return 0
     set_quiet(getattr(args, "quiet", False))
-    from tl_radiology._errors import TLRadiologyError
-
     try:
         return int(args.func(args) or 0)
     except TLRadiologyError as exc:

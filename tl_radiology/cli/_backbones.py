@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from tl_radiology._errors import InputError
+
 HELP = "list the registered backbones (sizes, features, preprocessing, layer groups, weights)"
 
 DESCRIPTION = """\
@@ -34,7 +36,7 @@ def _groups(names) -> str:
 
 
 def run(args) -> int:
-    from tl_radiology._errors import InputError
+    # deferred: --help must not import the parts
     from tl_radiology.backbones import get_backbone, list_backbones, weights_status
 
     if not any(ch in args.pattern for ch in "*?["):

@@ -36,7 +36,7 @@ def add_arguments(p, common) -> None:
 
 def run(args) -> int:
     """Run ``demo`` with parsed arguments; returns the exit status."""
-    from tl_radiology import run_demo
+    from tl_radiology import run_demo  # deferred: --help must not import the parts
 
     result = run_demo(args.out, force=args.force, weights=args.weights)
     print(result.format())

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from tl_radiology._errors import InputError
 
 HELP = "evaluate the run's model once on its sealed test set (or on an external site's data)"
 
@@ -49,8 +52,6 @@ def add_arguments(p, common) -> None:
 
 
 def _integer(value: str, option: str) -> int:
-    from tl_radiology._errors import InputError
-
     try:
         return int(value)
     except (TypeError, ValueError):
@@ -59,10 +60,6 @@ def _integer(value: str, option: str) -> int:
 
 def run(args) -> int:
     """Run ``evaluate`` with parsed arguments; returns the exit status."""
-    from pathlib import Path
-
-    from tl_radiology._errors import InputError
-
     if args.reopen and not (args.reason or "").strip():
         raise InputError("--reopen needs --reason TEXT saying why the used test set is opened again (it is recorded "
                          "in audit.log and in final_test.json).")
@@ -74,6 +71,7 @@ def run(args) -> int:
     seed = _integer(args.seed, "--seed")
     reason = args.reason if args.reopen else None
 
+    # deferred: --help must not import the parts
     from tl_radiology.evaluation import evaluate_external, evaluate_run, format_summary
 
     if args.external is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tl_radiology._errors import InputError
 
 HELP = "write Grad-CAM overlays for a sample of validation cases (test cases only after evaluate)"
 
@@ -35,8 +36,7 @@ def add_arguments(p, common) -> None:
 
 def run(args) -> int:
     """Run ``explain`` with parsed arguments; returns the exit status."""
-    from tl_radiology._errors import InputError
-    from tl_radiology.evaluation import explain_run, load_run_recipe_file
+    from tl_radiology.evaluation import explain_run, load_run_recipe_file  # deferred: --help must not import the parts
 
     try:
         num, seed = int(args.num), int(args.seed)

@@ -29,9 +29,9 @@ def add_arguments(p, common) -> None:
 
 def run(args) -> int:
     """Run ``import-medmnist`` with parsed arguments; returns the exit status."""
-    import pandas as pd
+    import pandas as pd  # deferred: pandas; --help must stay light
 
-    from tl_radiology.data import import_medmnist
+    from tl_radiology.data import import_medmnist  # deferred: --help must not import the parts
 
     path = import_medmnist(args.npz, args.out, overwrite=args.force)
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)

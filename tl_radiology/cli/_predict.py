@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tl_radiology._errors import InputError
 
 HELP = "predict new images (files, series folders or a manifest CSV) with a run's model"
 
@@ -34,8 +35,7 @@ def add_arguments(p, common) -> None:
 
 def run(args) -> int:
     """Run ``predict`` with parsed arguments; returns the exit status."""
-    from tl_radiology._errors import InputError
-    from tl_radiology.evaluation import predict
+    from tl_radiology.evaluation import predict  # deferred: --help must not import the parts
 
     try:
         batch_size = int(args.batch_size)

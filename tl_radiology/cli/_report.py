@@ -31,7 +31,7 @@ def add_arguments(p, common) -> None:
 
 def run(args) -> int:
     """Run ``report`` with parsed arguments; returns the exit status."""
-    from tl_radiology.evaluation import write_report
+    from tl_radiology.evaluation import write_report  # deferred: --help must not import the parts
 
     path = write_report(args.run_dir)
     print(f"report: {path}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tl_radiology._errors import InputError
 
 HELP = "run a recipe: split, search, final training, threshold on validation (stops before the test set)"
 
@@ -59,8 +60,6 @@ def add_recipe_arguments(p) -> None:
 def parse_overrides(items, args=None) -> dict:
     """``["dropout=0.3", "image_columns=a,b"]`` -> ``{"dropout": "0.3", "image_columns": "a,b"}``, plus
     ``--max-trials`` / ``--tuner`` of ``args`` when given."""
-    from tl_radiology._errors import InputError
-
     out = {}
     for item in items or []:
         key, sep, value = item.partition("=")
@@ -82,7 +81,7 @@ def add_arguments(p, common) -> None:
 
 def run(args) -> int:
     """Run ``run`` with parsed arguments; returns the exit status."""
-    from tl_radiology import run_recipe
+    from tl_radiology import run_recipe  # deferred: --help must not import the parts
 
     result = run_recipe(args.recipe, args.manifest, args.out, overrides=parse_overrides(args.overrides, args),
                         cache=args.cache, restart_search=args.restart_search, strategy=args.strategy)

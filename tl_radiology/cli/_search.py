@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tl_radiology._errors import InputError
 
 from ._run import add_recipe_arguments, parse_overrides
 
@@ -47,8 +48,7 @@ def add_arguments(p, common) -> None:
 
 def run(args) -> int:
     """Run ``search`` with parsed arguments; returns the exit status."""
-    from tl_radiology import search_recipe
-    from tl_radiology._errors import InputError
+    from tl_radiology import search_recipe  # deferred: --help must not import the parts
 
     overrides = parse_overrides(args.overrides, args)
     distributed = None
@@ -56,7 +56,7 @@ def run(args) -> int:
         if args.distributed is None or args.oracle is None:
             raise InputError("--distributed ROLE and --oracle HOST:PORT go together (and --tuner-id for a worker): "
                              "e.g. --distributed worker --oracle 127.0.0.1:8000 --tuner-id worker0.")
-        from tl_radiology.search import DistributedConfig
+        from tl_radiology.search import DistributedConfig  # deferred, as above
 
         distributed = DistributedConfig(args.distributed, args.oracle, tuner_id=args.tuner_id)
     result = search_recipe(args.recipe, args.manifest, args.out, overrides=overrides, cache=args.cache,

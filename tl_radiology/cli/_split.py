@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import warnings
 
+from tl_radiology._progress import status
+
 HELP = "split a manifest by patient into train/val/test and seal the test set"
 
 DESCRIPTION = """\
@@ -56,8 +58,7 @@ def add_arguments(p, common) -> None:
 
 def run(args) -> int:
     """Run ``split`` with parsed arguments; returns the exit status."""
-    from tl_radiology._progress import status
-    from tl_radiology.data import Manifest, RunDir
+    from tl_radiology.data import Manifest, RunDir  # deferred: --help must not import the parts
 
     manifest = Manifest.from_csv(
         args.manifest,

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from tl_radiology._errors import InputError
+from tl_radiology._progress import status
+
+from ._backbones import format_table
+
 HELP = "check and import ImageNet weights files for offline use"
 
 DESCRIPTION = """\
@@ -52,10 +57,8 @@ def _hash_text(hash_ok, present) -> str:
 
 
 def run_status(args) -> int:
-    from tl_radiology._errors import InputError
+    # deferred: --help must not import the parts
     from tl_radiology.backbones import keras_cache_dir, list_backbones, weights_status
-
-    from ._backbones import format_table
 
     if not list_backbones(args.pattern):
         raise InputError(f"No backbone matches {args.pattern!r}. Run `tl-radiology weights status` to list all.")
@@ -95,8 +98,7 @@ def _check_text(row) -> str:
 
 
 def run_import(args) -> int:
-    from tl_radiology._progress import status
-    from tl_radiology.backbones import import_weights
+    from tl_radiology.backbones import import_weights  # deferred: --help must not import the parts
 
     status(f"checking {args.file} against {args.backbone} ...")
     result = import_weights(args.file, args.backbone, overwrite=args.overwrite)
