@@ -190,7 +190,7 @@ class RunLock:
         self._nested_key = None
 
     def acquire(self) -> "RunLock":
-        import fcntl
+        import fcntl  # deferred: POSIX only; on Windows the module's closing check says so first
 
         ensure_writable_dir(self.run_dir)
         key = os.path.realpath(self.run_dir)
@@ -238,7 +238,7 @@ class RunLock:
         if self._fh is not None:
             with RunLock._guard:
                 RunLock._held.pop(os.path.realpath(self.run_dir), None)
-            import fcntl
+            import fcntl  # deferred: POSIX only (see acquire)
 
             with contextlib.suppress(OSError):
                 self._fh.seek(0)

@@ -33,7 +33,7 @@ def keras_cache_dir() -> Path:
     """
     if "keras" in sys.modules:  # Keras fixed its folder when it was imported: ask it
         try:
-            from keras.src.backend.config import keras_home
+            from keras.src.backend.config import keras_home  # deferred: asked only once Keras is loaded
 
             base = keras_home()
         except ImportError:  # pragma: no cover - older or reorganised Keras

@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import os
 import warnings
+from importlib import metadata
 from pathlib import Path
 
 from .._atomic import atomic_path, atomic_write_json
@@ -29,8 +30,6 @@ def package_weights_file(backbone) -> tuple[Path, str] | None:
         ``(path, version)``, or ``None`` when the backbone has no package or it is not installed. The package is
         located through its installed metadata; none of its code is imported.
     """
-    from importlib import metadata
-
     spec = get_backbone(backbone)
     if not spec.weights_package:
         return None

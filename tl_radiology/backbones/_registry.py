@@ -163,7 +163,7 @@ class BackboneSpec:
             >>> [layer.name for layer in groups["block5"]]  # doctest: +SKIP
             ['block5_conv1', 'block5_conv2', 'block5_conv3', 'block5_pool']
         """
-        import keras
+        import keras  # deferred: Keras; listing backbones must stay light
 
         layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
         matched = [self.match_group(layer.name) for layer in layers]

@@ -8,6 +8,8 @@ import re
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 from .._errors import InputError
 from .._options import listed
 from ._registry import get_backbone
@@ -58,8 +60,6 @@ def load_weights_checked(model, path, backbone) -> None:
         InputError: the file does not fit: the message names the mismatching variable and both shapes, or the
             variables the file lacks.
     """
-    import numpy as np
-
     spec = get_backbone(backbone)
     path = Path(path)
     fit = (
@@ -87,7 +87,7 @@ def load_weights_checked(model, path, backbone) -> None:
 
 def _is_legacy_h5(path: Path) -> bool:
     """Whether a file is in Keras' published (legacy) layout, which Keras loads from a ``*_notop.h5`` name."""
-    import h5py
+    import h5py  # deferred: h5py; listing backbones must stay light
 
     with h5py.File(path, "r") as fh:
         return "layer_names" in fh.attrs or ("model_weights" in fh and "layer_names" in fh["model_weights"].attrs)

@@ -111,7 +111,7 @@ def import_weights(file, backbone, *, overwrite: bool = False) -> dict:
         with atomic_path(target) as tmp:
             shutil.copyfile(source, tmp)
     else:
-        import h5py
+        import h5py  # deferred: h5py and Keras; `weights status` must stay light
         from keras.src.legacy.saving import legacy_h5_format
 
         # Keras loads a "*_notop.h5" name with its legacy (layer-order) reader, so write that layout.

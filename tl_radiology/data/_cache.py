@@ -42,6 +42,7 @@ import struct
 import warnings
 import zlib
 from functools import lru_cache
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -76,8 +77,6 @@ CACHE_FORMAT_VERSION = 2
 @lru_cache(maxsize=1)
 def _code_versions() -> dict[str, str]:
     """Versions of the code that turns files into arrays; an upgrade may change pixels, so it changes keys."""
-    from importlib import metadata
-
     versions = {"tl_radiology": __version__}
     for package in ("pydicom", "scikit-image", "scipy"):
         try:

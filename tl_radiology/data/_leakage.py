@@ -14,6 +14,7 @@ import pandas as pd
 from .._errors import InputError, LeakageError, TLRadiologyError
 from .._options import listed, look_up_option
 from .._progress import Progress
+from ..io import read_image
 from ._hashing import content_digest
 from ._manifest import RESERVED_COLUMNS, SPLITS, Manifest
 from ._split import _raise_patient_leak, _split_order, patients_in_several_splits
@@ -183,8 +184,6 @@ def pixel_digest(path) -> str:
     Raises:
         ImageReadError, OSError, ValueError: the file cannot be decoded.
     """
-    from tl_radiology.io import read_image
-
     array = np.ascontiguousarray(read_image(path).array)
     h = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode("ascii"))
     h.update(array.tobytes())

@@ -66,7 +66,7 @@ def encode_png(array: np.ndarray) -> bytes:
     array always gives the same bytes: identical images stay byte-identical after import, which the leakage
     check relies on.
     """
-    from PIL import Image
+    from PIL import Image  # deferred: Pillow, only to encode PNGs
 
     if array.dtype != np.uint8:
         raise InputError(f"PNG export expects uint8 pixels. Received dtype {array.dtype}.")

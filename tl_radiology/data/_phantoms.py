@@ -57,14 +57,14 @@ def _check_out(out_dir: Path, overwrite: bool) -> None:
 
 
 def _uid(seed, *parts) -> str:
-    from pydicom.uid import generate_uid
+    from pydicom.uid import generate_uid  # deferred: pydicom, only to write the phantoms' DICOM files
 
     return generate_uid(entropy_srcs=["tl_radiology-phantom", str(seed), *map(str, parts)])
 
 
 def _write_ct(path: Path, hu: np.ndarray, *, patient_id, study_uid, series_uid, sop_uid, frame_uid, position,
               spacing_yx, thickness, instance, series_number, description, contrast: bool) -> None:
-    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.dataset import FileDataset, FileMetaDataset  # deferred: pydicom, as in _uid
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
     stored = np.clip(np.rint(hu - _INTERCEPT), 0, 4095).astype(np.uint16)
@@ -113,7 +113,7 @@ def _write_ct(path: Path, hu: np.ndarray, *, patient_id, study_uid, series_uid, 
 
 
 def _smooth_field(rng, shape, sigma, amplitude):
-    from scipy.ndimage import gaussian_filter
+    from scipy.ndimage import gaussian_filter  # deferred: SciPy, only for the phantoms' smooth fields
 
     field = gaussian_filter(rng.standard_normal(shape), sigma)
     return field / (field.std() + 1e-9) * amplitude

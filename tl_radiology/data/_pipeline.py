@@ -337,7 +337,7 @@ def make_dataset(
                 f"Received {np.asarray(sample_weights).size} value(s)."
             )
 
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: TensorFlow, only here (see the module docstring)
 
     if cache is not None:
         keys, shapes = cache._fill(cases, loader)
@@ -420,7 +420,7 @@ def _loader_reader(cases, loader: CaseLoader, shape):
 
 def _augmenter(augment: Callable, *, has_targets: bool):
     try:
-        import keras
+        import keras  # deferred: Keras, only to recognise a Keras layer
 
         is_layer = isinstance(augment, keras.layers.Layer)
     except ImportError:  # pragma: no cover - keras is a dependency

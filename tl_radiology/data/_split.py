@@ -232,7 +232,7 @@ def _choose_folds(val, test, n_groups, max_folds=_MAX_FOLDS, rare_groups=None):
 
 
 def _stratified(strata, groups, n_groups, val, test, seed):
-    from sklearn.model_selection import StratifiedGroupKFold
+    from sklearn.model_selection import StratifiedGroupKFold  # deferred: scikit-learn, only when a split is made
 
     # StratifiedGroupKFold refuses more folds than the largest class has cases.
     rare = min(len(np.unique(groups[strata == c])) for c in np.unique(strata))
@@ -254,7 +254,7 @@ def _stratified(strata, groups, n_groups, val, test, seed):
 
 
 def _unstratified(groups, n_groups, val, test, seed):
-    from sklearn.model_selection import GroupShuffleSplit
+    from sklearn.model_selection import GroupShuffleSplit  # deferred: scikit-learn, only when a split is made
 
     if n_groups < 3 or (val > 0 and n_groups < 3):
         raise InputError(f"Too few patients ({n_groups}) for a train/val/test split. Add cases.")

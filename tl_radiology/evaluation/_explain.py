@@ -40,7 +40,7 @@ _GAP = 8  # white pixels between the input and its overlay
 
 def png_bytes(rgb: np.ndarray) -> bytes:
     """Encode a uint8 ``H x W x 3`` array as PNG bytes."""
-    from PIL import Image
+    from PIL import Image  # deferred: Pillow, only to encode PNGs
 
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), mode="RGB").save(buffer, format="PNG")
@@ -56,7 +56,7 @@ def _enlarge(image: np.ndarray, heat: np.ndarray) -> tuple[np.ndarray, np.ndarra
     factor = max(1, int(np.ceil(_MIN_SIDE / min(image.shape[:2]))))
     if factor == 1:
         return image, np.asarray(heat, dtype=np.float32)
-    from skimage.transform import resize
+    from skimage.transform import resize  # deferred: scikit-image, only to upsample small images
 
     size = (image.shape[0] * factor, image.shape[1] * factor)
     big = resize(image, (*size, image.shape[2]), order=1, mode="edge", anti_aliasing=False, preserve_range=True)

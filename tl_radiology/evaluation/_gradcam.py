@@ -24,6 +24,9 @@ from .._errors import InputError
 from .._options import look_up_option
 from ._gradcam_graph import _Analysis, _analyse, _keras_model, _nested_backbone
 
+# Keras and TensorFlow are deferred: imported inside the functions, so that importing
+# tl_radiology.evaluation for its metrics stays cheap.
+
 __all__ = ["grad_cam", "class_activation_map", "overlay"]
 
 _PASS_THROUGH = ("Dropout", "Identity", "SpatialDropout1D", "GaussianDropout", "GaussianNoise", "AlphaDropout")
@@ -255,7 +258,7 @@ def overlay(image, heatmap, *, alpha: float = 0.4, colormap: str = "jet", channe
         >>> rgb.shape, rgb.dtype
         ((64, 64, 3), dtype('uint8'))
     """
-    from matplotlib import colormaps
+    from matplotlib import colormaps  # deferred: Matplotlib, only for the colour map
 
     img = np.asarray(image, dtype=np.float32)
     if img.ndim == 2:
@@ -272,7 +275,7 @@ def overlay(image, heatmap, *, alpha: float = 0.4, colormap: str = "jet", channe
     if not (isinstance(alpha, (int, float)) and 0 <= alpha <= 1):
         raise InputError(f"alpha must be a number in [0, 1]; received {alpha!r}.")
     if heat.shape != img.shape[:2]:
-        from skimage.transform import resize
+        from skimage.transform import resize  # deferred: scikit-image, only when the sizes differ
 
         heat = resize(heat, img.shape[:2], order=1, mode="edge", anti_aliasing=False).astype(np.float32)
     if channel is not None:

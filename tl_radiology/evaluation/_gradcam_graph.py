@@ -20,6 +20,11 @@ import weakref
 from typing import Any
 
 from .._errors import InputError, OptionError
+from ..backbones import get_backbone
+from ._runfiles import backbone_name
+
+# Keras (and the models part, which imports TensorFlow) are deferred: imported inside the functions, so
+# that importing tl_radiology.evaluation for its metrics stays cheap.
 
 __all__ = ["explain_target"]
 
@@ -61,8 +66,6 @@ def _backbone_name(model, backbone):
     """The registry name of the model's backbone: given, or from the build record (``model_info``)."""
     if backbone is not None:
         return backbone
-    from ._runfiles import backbone_name
-
     recorded = backbone_name(getattr(model, "training_config", None))  # a TrainedModel loaded from a run
     if recorded is not None:
         return recorded
@@ -72,7 +75,7 @@ def _backbone_name(model, backbone):
             return value
         if isinstance(value, dict) and isinstance(value.get("backbone"), str):
             return value["backbone"]
-    from ..models import model_info
+    from ..models import model_info  # deferred: the models part imports TensorFlow
 
     try:
         return model_info(_keras_model(model))["backbone"]
@@ -115,8 +118,6 @@ def explain_target(model, *, layer: str | None = None, backbone: str | None = No
             f"Cannot tell which backbone model {keras_model.name!r} uses (it was not built in this process). Pass "
             "backbone='<registry name>' (model.json's 'backbone') or layer='<layer name>' to grad_cam."
         )
-    from ..backbones import get_backbone
-
     try:
         spec = get_backbone(name)
     except OptionError:

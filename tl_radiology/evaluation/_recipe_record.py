@@ -7,9 +7,12 @@ records the file in the run directory, and a command run later in another proces
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from .._atomic import atomic_write_json
 from .._errors import InputError
+from ..data import sha256_file
+from ..recipe import load_recipe
 
 __all__ = ["record_recipe_file", "load_run_recipe_file", "RECIPE_FILE_RECORD"]
 
@@ -32,10 +35,6 @@ def record_recipe_file(run_dir, recipe):
     Returns:
         The record's path, or ``None`` when nothing was recorded.
     """
-    from pathlib import Path
-
-    from ..data import sha256_file
-
     if not isinstance(recipe, (str, Path)):
         return None
     path = Path(recipe).expanduser()
@@ -59,10 +58,6 @@ def load_run_recipe_file(run_dir, recipe_file=None):
     Raises:
         InputError: the given file does not exist or cannot be run; a recorded one that fails to run.
     """
-    from pathlib import Path
-
-    from ..recipe import load_recipe
-
     if recipe_file is not None:
         path = Path(recipe_file).expanduser()
         if path.suffix != ".py":

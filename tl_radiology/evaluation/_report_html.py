@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+from datetime import datetime, timezone
 from pathlib import Path
 
 from ..data import RunDir
@@ -46,7 +47,7 @@ def _is_number(value) -> bool:
 
 def _numpy_number(value) -> bool:
     try:
-        import numpy as np
+        import numpy as np  # deferred: guarded; numpy only to recognise its numbers
     except ImportError:  # pragma: no cover - numpy is a dependency
         return False
     return isinstance(value, (np.integer, np.floating))
@@ -282,8 +283,6 @@ class _Builder:
 
 def _when(stamp) -> str:
     """``2026-12-03T08:49:33+00:00`` -> ``2026-12-03 08:49 UTC`` (anything else as it is)."""
-    from datetime import datetime, timezone
-
     try:
         moment = datetime.fromisoformat(str(stamp))
     except (TypeError, ValueError):

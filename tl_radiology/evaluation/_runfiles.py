@@ -26,6 +26,7 @@ from pathlib import Path
 
 from .._atomic import RunLock
 from .._errors import InputError, RunDirError
+from ..training import TrainedModel
 
 __all__ = [
     "VAL_PREDICTIONS",
@@ -92,8 +93,6 @@ def load_trained_model(run_dir):
     Raises:
         RunDirError: no saved model (the message says how to make one), or an artefact that changed.
     """
-    from ..training import TrainedModel
-
     run_dir = Path(run_dir)
     if not (run_dir / "model.json").is_file():
         raise RunDirError(

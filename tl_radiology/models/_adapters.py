@@ -18,6 +18,7 @@ import keras
 from .._errors import InputError
 from ..backbones import build_backbone, get_backbone
 from ..config import ADAPTERS
+from ._layers import spread_channels
 
 __all__ = ["ADAPTERS", "adapt_input_conv", "apply_adapter", "build_stem_backbone", "transfer_adapted_weights"]
 
@@ -119,8 +120,6 @@ def _adapt_normalization(weights, num_channels: int):
     Its per-channel affine map (scale 1/std, offset -mean/std) is spread like the preprocessing constants
     (mean for 1 channel, cyclic for N) and turned back into a mean and a variance.
     """
-    from ._layers import spread_channels
-
     mean, variance = (np.asarray(w, dtype=np.float64) for w in weights[:2])
     scale = 1.0 / np.maximum(np.sqrt(variance), keras.backend.epsilon())
     offset = -mean * scale

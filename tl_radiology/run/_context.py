@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .._errors import InputError, RunDirError
+from .._errors import InputError, RunDirError, TLRadiologyError
 from .._options import listed
 from ..recipe import Recipe, load_recipe
 from ._result import RECIPE_JSON
@@ -148,7 +148,6 @@ def check_loaded_shape(recipe: Recipe, loader, cases) -> None:
 def check_search_settings(recipe: Recipe) -> None:
     """The tuner takes the recipe's seed and ``tuner_options`` (names checked, with suggestions): a throwaway
     oracle is built now, so that a bad value fails before the split is sealed and the cache written."""
-    from .._errors import TLRadiologyError
     from ..search import make_oracle  # deferred: keras-tuner imports TensorFlow
 
     epochs = recipe.head_epochs + recipe.finetune_epochs

@@ -37,6 +37,7 @@ from .._progress import status
 from ..data import CaseCache, RunDir
 from ..evaluation import record_recipe_file
 from ..recipe import Recipe
+from ..training import TrainedModel
 from ._context import (
     check_loaded_shape,
     check_weights,
@@ -160,8 +161,7 @@ def _context(state: _Run) -> None:
 
 def _reuse(state: _Run, result: RunResult) -> bool:
     """Whether the final model and its validation results are already there for this recipe and search."""
-    from ..training import TrainedModel
-    from ._final import up_to_date
+    from ._final import up_to_date  # deferred: _final and _search import TensorFlow (see the module docstring)
     from ._search import read_searches
 
     run, recipe = state.run, state.recipe
@@ -177,7 +177,7 @@ def _reuse(state: _Run, result: RunResult) -> bool:
 
 def _record(state: _Run, previous: Recipe | None) -> None:
     """Refuse a run after the test set was used or a changed started search; write recipe.json (step 4)."""
-    from ._search import check_search_change
+    from ._search import check_search_change  # deferred: it imports TensorFlow
 
     run, recipe = state.run, state.recipe
     check_not_evaluated(run, "Searching or training")
@@ -188,8 +188,7 @@ def _record(state: _Run, previous: Recipe | None) -> None:
 
 def _final_model(state: _Run, search):
     """The final model of this search: reused if the same search and data already gave it, else trained (step 6)."""
-    from ..training import TrainedModel
-    from ._final import best_repr, final_key, model_record, train_final
+    from ._final import best_repr, final_key, model_record, train_final  # deferred: it imports TensorFlow
 
     run, recipe = state.run, state.recipe
     best = best_repr(recipe, search)
@@ -211,7 +210,7 @@ def _final_model(state: _Run, search):
 
 def _steps(state: _Run) -> RunResult:
     """Steps 2 to 7, holding the run-directory lock (a worker holds none: it only adds trial folders)."""
-    from ._final import finalise_on_validation, finalize_key
+    from ._final import finalise_on_validation, finalize_key  # deferred: _final and _search import TensorFlow
     from ._search import search_step
 
     run, recipe = state.run, state.recipe

@@ -15,6 +15,7 @@ import dataclasses
 import os
 import socket
 import time
+from concurrent import futures
 
 from .._errors import InputError
 from .._options import look_up_option
@@ -185,9 +186,7 @@ def serve_oracle(oracle, config: DistributedConfig, *, poll_seconds: float = 0.2
     Raises:
         InputError: the address cannot be listened on (port in use, or not an address of this machine).
     """
-    from concurrent import futures
-
-    import grpc
+    import grpc  # deferred: gRPC and keras-tuner's chief, only for a distributed search
     from keras_tuner.src import protos
     from keras_tuner.src.distribute.oracle_chief import OracleServicer, exit_chief
 
@@ -224,10 +223,10 @@ def resolve_strategy(strategy):
     if isinstance(strategy, str):
         look_up_option(strategy, STRATEGIES, what="strategy",
                        fix="Or pass a tf.distribute.Strategy instance.")
-        import tensorflow as tf
+        import tensorflow as tf  # deferred: TensorFlow, only for a strategy
 
         return tf.distribute.MirroredStrategy()
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: TensorFlow, only for a strategy
 
     if not isinstance(strategy, tf.distribute.Strategy):
         raise InputError(

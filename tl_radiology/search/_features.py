@@ -24,6 +24,7 @@ from .._progress import status
 from ..backbones import get_backbone
 from ..config import PRECISIONS
 from ..data import encode_labels, load_arrays
+from ..training import CLASSIFIERS, BackboneFeatures, make_classifier
 from ._distributed import resolve_distributed
 from ._folds import describe_folds, patient_folds, pool_cases
 from ._hypermodel import infer_classes
@@ -74,9 +75,6 @@ def _allowed_types(value) -> tuple[type, ...]:
 
 def _classifier_entries(classifiers) -> dict:
     """``{classifier: {param: _Entry}}`` from the ``classifiers`` argument, each parameter checked."""
-    from ..training import make_classifier
-    from ..training import CLASSIFIERS
-
     names = list(CLASSIFIERS)
     if classifiers is None:
         wanted = {name: None for name in names}
@@ -148,9 +146,7 @@ class _FeatureBank:
 
     def features(self, backbone: str) -> np.ndarray:
         if backbone not in self._features:
-            import keras
-
-            from ..training import BackboneFeatures
+            import keras  # deferred: Keras, only when features are computed
 
             keras.backend.clear_session()
             # Random weights (weights=None, for tests) are then the same in every process and run, so their
@@ -181,7 +177,7 @@ def _probabilities(estimator, features, num_classes: int) -> np.ndarray:
 
 
 def _scores(y, proba, num_classes: int) -> dict:
-    from sklearn.metrics import log_loss, roc_auc_score
+    from sklearn.metrics import log_loss, roc_auc_score  # deferred: scikit-learn, only to score a trial
 
     if num_classes == 2:
         auc = roc_auc_score(y, proba[:, 1])
@@ -209,8 +205,6 @@ class _FeatureTuner(RecordingMixin, BaseTuner):
         super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
 
     def run_trial(self, trial, *args, **kwargs):
-        from ..training import make_classifier
-
         choice = self.hypermodel.build(trial.hyperparameters)
         features = self._bank.features(choice["backbone"])
         objective = self.oracle.objective.name

@@ -68,6 +68,7 @@ def patient_folds(cases: pd.DataFrame, num_folds, *, task: str, seed: int = 0) -
             f"cv_folds={num_folds} needs at least {num_folds} patients; the train and validation cases have "
             f"{num_patients}. Use cv_folds <= {num_patients}."
         )
+    # deferred: scikit-learn, only when folds are made
     from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
     placeholder = np.zeros((len(cases), 1))

@@ -20,8 +20,11 @@ import keras_tuner
 from .._errors import InputError
 from .._options import look_up_option
 from ..config import TASKS
+from ..models import TaskSpec
+from ..training import FineTuneConfig
 from .. import _progress
 from ._folds import label_text, pool_cases
+from ._progress import TrialEpochProgress
 from ._space import SearchSpace
 
 __all__ = ["TransferHyperModel", "objective_direction", "available_objectives", "hyperband_schedule",
@@ -141,8 +144,8 @@ class TransferHyperModel(keras_tuner.HyperModel):
     def __init__(self, train_cases, val_cases, *, loader, cache, base_config, space=None, task, classes=None,
                  objective=None, build=None, verbose=0, name="transfer"):
         super().__init__(name=name)
+        # deferred: the data part (pydicom, scikit-image) loads when a hypermodel is made
         from ..data import CaseCache, CaseLoader
-        from ..training import FineTuneConfig
 
         for what, cases in (("train_cases", train_cases), ("val_cases", val_cases)):
             if not isinstance(cases, pd.DataFrame):
@@ -191,8 +194,6 @@ class TransferHyperModel(keras_tuner.HyperModel):
     # ------------------------------------------------------------------------------------------------ facts
     @property
     def task_spec(self):
-        from ..models import TaskSpec
-
         if self.task == "binary":
             return TaskSpec("binary")
         if self.task == "regression":
@@ -256,7 +257,7 @@ class TransferHyperModel(keras_tuner.HyperModel):
         """Build the network for a trial configuration (``build(hp)`` of a user's model, if given)."""
         if self.user_hypermodel is not None:
             return self.user_hypermodel.build(hp)
-        from ..training import build_for_config
+        from ..training import build_for_config  # deferred: fine-tuning brings the data part (pydicom, scikit-image)
 
         return build_for_config(config, self.task_spec, self.model_shape(config))
 
@@ -276,7 +277,7 @@ class TransferHyperModel(keras_tuner.HyperModel):
 
     # ------------------------------------------------------------------------------------------------ data
     def _make_dataset(self, cases, *, batch_size, shuffle, seed):
-        from ..data import make_dataset
+        from ..data import make_dataset  # deferred, as in __init__
 
         return make_dataset(cases, self.loader, cache=self.cache, task=self.task, classes=self.classes or None,
                             batch_size=batch_size, shuffle=shuffle, seed=seed)
@@ -311,8 +312,7 @@ class TransferHyperModel(keras_tuner.HyperModel):
                 outcome = self.user_hypermodel.fit(hp, model, train, validation_data=val, callbacks=list(callbacks))
             return TrialFit(metrics=_metrics_of(outcome, self.objective), history=None, replicas=replicas,
                             epochs={})
-        from ..training import fit_two_phases
-        from ._progress import TrialEpochProgress
+        from ..training import fit_two_phases  # deferred, as in build_config
 
         if self.verbose >= 1:  # the trial's epochs with an ETA (a live bar in a notebook)
             total = config.head_epochs + (config.finetune_epochs if config.has_finetune_phase else 0)
@@ -358,7 +358,7 @@ def _quiet(quiet: bool):
 
 
 def _resized(dataset, size):
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: TensorFlow, only to resize a data set
 
     size = tuple(int(s) for s in size)
 

@@ -36,6 +36,7 @@ _SCALARS = (str, int, float, bool, type(None))
 
 
 def _config_class():
+    # deferred: the search package loads only the space; training loads on first use
     from ..training import FineTuneConfig
 
     return FineTuneConfig

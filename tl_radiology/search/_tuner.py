@@ -38,6 +38,7 @@ import pandas as pd
 
 import keras_tuner
 from keras_tuner.engine.trial import Trial, TrialStatus
+from keras_tuner.src import config as tuner_config
 
 from .._atomic import atomic_write_json, atomic_write_text
 from .._errors import InputError
@@ -235,8 +236,6 @@ def quiet_stdout():
 def trial_tracebacks(show: bool):
     """keras-tuner prints every failed trial's traceback (its ``config.DEBUG`` is on by default); the status
     line and ``trial.json`` already hold it, so print it only when asked (``verbose=2``)."""
-    from keras_tuner.src import config as tuner_config
-
     before = tuner_config.DEBUG
     tuner_config.DEBUG = bool(show)
     try:
@@ -258,7 +257,7 @@ def release_custom_gradients():
     it is gone; none is used again, since every trial builds and traces new networks.
     """
     try:
-        from tensorflow.python.framework import ops
+        from tensorflow.python.framework import ops  # deferred: guarded, a private TensorFlow module
 
         registry = ops._gradient_registry._registry
     except (ImportError, AttributeError):  # a TensorFlow without this registry: nothing to release
@@ -395,7 +394,7 @@ class SearchTuner(RecordingMixin, keras_tuner.Tuner):
         self.oracle.update_space(hp)
 
     def _build_network(self, config, hp):
-        import keras
+        import keras  # deferred: Keras, only when a trial builds a network
 
         keras.backend.clear_session()  # what keras-tuner does before each build: no growth from trial to trial
         gc.collect()

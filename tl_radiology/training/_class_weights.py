@@ -38,6 +38,7 @@ def class_weights_from_labels(labels, method: str = "balanced", *, num_classes: 
         >>> {k: round(v, 3) for k, v in weights.items()}
         {0: 0.556, 1: 5.0}
     """
+    # deferred: scikit-learn, only when weights are computed
     from sklearn.utils.class_weight import compute_class_weight
 
     method = look_up_option(method, CLASS_WEIGHT_METHODS, what="class weighting method")

@@ -11,6 +11,9 @@ from __future__ import annotations
 from .._errors import InputError
 from .._options import look_up_option
 
+# scikit-learn is deferred: each factory imports its estimators, so that looking up CLASSIFIERS imports
+# none of it.
+
 __all__ = ["make_classifier", "CLASSIFIERS"]
 
 

@@ -146,6 +146,7 @@ class FineTuneConfig:
             if value is not None:
                 object.__setattr__(self, field, int(value) if integer else float(value))  # also numpy values
 
+        # deferred: import tl_radiology.training stays without the registry
         from ..backbones import get_backbone, list_backbones
 
         if not isinstance(self.backbone, str):
@@ -206,7 +207,7 @@ class FineTuneConfig:
     def num_unfrozen_groups(self) -> int:
         """How many layer groups phase 2 unfreezes, counted from the top (``"all"`` resolved for the backbone)."""
         if self.unfreeze == "all":
-            from ..backbones import get_backbone
+            from ..backbones import get_backbone  # deferred, as in __post_init__
 
             return len(get_backbone(self.backbone).layer_groups)
         return int(self.unfreeze)

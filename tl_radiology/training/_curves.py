@@ -179,7 +179,7 @@ def plot_training_curves(history, path, *, monitor: str | None = None, best_epoc
 
 def stack_curve_images(paths: list[Path], out: Path) -> None:
     """One PNG with several curve images one under another (an ensemble's members), written atomically."""
-    import matplotlib
+    import matplotlib  # deferred: Matplotlib, only when images are stacked
 
     matplotlib.use("Agg", force=False)
     import matplotlib.image as mpimg  # after choosing the non-interactive backend

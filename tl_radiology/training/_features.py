@@ -25,6 +25,7 @@ from .._version import __version__
 from .._atomic import atomic_write_bytes, atomic_write_text
 from .._errors import InputError
 from .._options import look_up_option
+from ..backbones import get_backbone, weights_identity
 from ._config import ADAPTERS, POOLINGS, PRECISIONS
 
 __all__ = ["BackboneFeatures", "FeatureCacheStats"]
@@ -131,8 +132,6 @@ class BackboneFeatures(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------------------------------------ checks
     def _validated_params(self) -> dict:
-        from ..backbones import get_backbone
-
         spec = get_backbone(self.backbone)
         adapter = look_up_option(self.adapter, ADAPTERS, what="adapter (BackboneFeatures.adapter)")
         pooling = look_up_option(self.pooling, POOLINGS, what="pooling (BackboneFeatures.pooling)")
@@ -228,9 +227,7 @@ class BackboneFeatures(TransformerMixin, BaseEstimator):
         Sets everything but the Keras model, which :meth:`_build_model` makes on first use; random weights are
         built (and loaded from ``weights_file``) here, since the cache key is a hash of their values.
         """
-        import keras
-
-        from ..backbones import weights_identity
+        import keras  # deferred: Keras, only when the extractor is built
 
         params = params or self._validated_params()
         spec = params["spec"]
@@ -258,9 +255,9 @@ class BackboneFeatures(TransformerMixin, BaseEstimator):
 
     def _build_model(self, params=None):
         """Build the Keras extractor (input -> pooled features) as :meth:`_build` fixed it, and keep it."""
-        import keras
+        import keras  # deferred: Keras, only when the extractor is built
 
-        from ..models import build_model
+        from ..models import build_model  # deferred: the models part imports TensorFlow
         from ..models import dtype_policy_scope
 
         params = params or self._validated_params()
@@ -297,7 +294,7 @@ class BackboneFeatures(TransformerMixin, BaseEstimator):
         return "extractor_key_" in self.__dict__
 
     def _describe(self, params, weights_key) -> dict:
-        import keras
+        import keras  # deferred: Keras, only to describe the extractor
 
         description = {
             "cache_version": _FEATURE_CACHE_VERSION,
@@ -364,7 +361,7 @@ class BackboneFeatures(TransformerMixin, BaseEstimator):
 
     def _compute(self, batch: np.ndarray) -> np.ndarray:
         if self.input_size is not None and batch.shape[1:3] != tuple(self.input_shape_[:2]):
-            import tensorflow as tf
+            import tensorflow as tf  # deferred: TensorFlow, only to resize a batch
 
             batch = tf.clip_by_value(
                 tf.image.resize(batch, self.input_shape_[:2], method="bilinear", antialias=True), 0.0, 1.0

@@ -20,12 +20,13 @@ from .._errors import InputError
 from .._options import look_up_option
 from .._progress import status
 from ..backbones import get_backbone
-from ..models import TaskSpec, build_model, compile_model, model_info, unfreeze_layer_groups
+from ..models import TASKS, TaskSpec, build_model, compile_model, model_info, unfreeze_layer_groups
 from ._callbacks import CHECKPOINT_FILE, _PhaseCallback, _Recorder
 from ._config import FineTuneConfig
 from ._curves import plot_training_curves
 from ._fit_data import _as_dataset, prepare_fit_data
 from ._optim import group_learning_rate_factors, make_layerwise_optimizer
+from ._trained import TrainedModel
 
 __all__ = ["FineTuneResult", "build_for_config", "fit_two_phases", "fine_tune", "PHASES"]
 
@@ -99,8 +100,6 @@ class FineTuneResult:
                 re-applies the same preprocessing), or its ``get_config()`` dict, or ``None``.
             classes: class names in index order (default: those given to :func:`fine_tune`).
         """
-        from ._trained import TrainedModel
-
         return TrainedModel.from_keras(
             self.model, task=self.task, classes=classes if classes is not None else self.classes, loader=loader,
             training_config={
@@ -371,8 +370,6 @@ def fine_tune(
     if isinstance(task, TaskSpec):
         task_spec = task
     else:
-        from ..models import TASKS
-
         name = look_up_option(task, TASKS, what="task")
         num_classes = None
         if name in ("multiclass", "multilabel"):

@@ -19,7 +19,7 @@ __all__ = ["prepare_fit_data"]
 
 def _as_dataset(data, *, name: str, batch_size: int, shuffle: bool, seed: int):
     """A batched ``tf.data.Dataset`` of ``(x, y)`` or ``(x, y, w)`` from a data set or from arrays."""
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: tf.data is needed only once a fit starts
 
     if isinstance(data, tf.data.Dataset):
         spec = data.element_spec
@@ -68,7 +68,7 @@ def _target_adapter(task_spec: TaskSpec):
     make_dataset gives multiclass targets as class indices (sparse); a one-hot loss needs them one-hot. Binary
     and single-target regression come as ``(B,)``; the output is ``(B, 1)``.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # deferred, as in _as_dataset
 
     sparse_loss = isinstance(task_spec.make_loss(), keras.losses.SparseCategoricalCrossentropy)
     units = task_spec.units

@@ -32,7 +32,7 @@ from .._version import __version__
 from .._atomic import atomic_write_json
 from .._errors import InputError, RunDirError
 from .._options import look_up_option
-from ..data import sha256_file
+from ..data import load_arrays, loader_from_config, sha256_file
 from ._artefacts import (FORMAT_VERSION, KERAS_FILE, MEMBERS_DIR, MODEL_JSON, load_features_artefacts,
                          load_keras_artefact, member_folder, save_features_artefacts, save_keras_model)
 
@@ -46,7 +46,7 @@ def _now() -> str:
 
 
 def _task_spec(task):
-    from ..models import TaskSpec
+    from ..models import TaskSpec  # deferred: the models part imports TensorFlow
 
     if isinstance(task, TaskSpec):
         return task
@@ -151,7 +151,7 @@ class TrainedModel:
         Raises:
             InputError: the starting weights are unknown.
         """
-        from ..models import model_info
+        from ..models import model_info  # deferred: the models part imports TensorFlow
 
         try:
             info = model_info(model)
@@ -188,10 +188,10 @@ class TrainedModel:
             loader: the ``CaseLoader`` (or its config).
             training_config: a JSON-able record of how it was trained.
         """
-        from sklearn.pipeline import Pipeline
+        from sklearn.pipeline import Pipeline  # deferred: scikit-learn, only for a features model
         from sklearn.utils.validation import check_is_fitted
 
-        from ..models import TaskSpec
+        from ..models import TaskSpec  # deferred: the models part imports TensorFlow, the features scikit-learn
         from ._features import BackboneFeatures
 
         if isinstance(features, Pipeline):
@@ -345,8 +345,6 @@ class TrainedModel:
                 "This model was saved without its loader, so cases cannot be loaded the way it was trained. Load "
                 "the images yourself and call predict_proba."
             )
-        from ..data import load_arrays, loader_from_config
-
         x, _ = load_arrays(cases, loader_from_config(self.loader_config), cache=None)
         return self.predict_proba(x, batch_size=batch_size)
 
@@ -375,7 +373,7 @@ class TrainedModel:
         Returns:
             The path of ``model.json``.
         """
-        import keras
+        import keras  # deferred: Keras, only when a network is saved
 
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
