@@ -66,3 +66,32 @@ def test_every_function_over_100_lines_says_why():
                 if not lines[first - 2].strip().startswith("# Over 100 lines"):
                     unexplained.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
     assert unexplained == []
+
+
+def test_every_import_inside_a_function_says_why_it_is_deferred():
+    # Imports sit at the top of a module, except a heavy or optional one deliberately deferred (TensorFlow, Keras,
+    # scikit-learn, a POSIX-only module, an import cycle, or a command's parts kept out of --help): such an import
+    # says why in a comment on its group of consecutive import lines (or the comment line right above it), or its
+    # module says once, in a top-level comment before its first function or class, what it defers and why.
+    unexplained = []
+    for path in _package_sources():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        tree = ast.parse("\n".join(lines))
+        first_body = min([n.lineno for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef,
+                                                                          ast.ClassDef))] + [len(lines) + 1])
+        if any(line.startswith("#") and "deferred" in line.lower() for line in lines[:first_body - 1]):
+            continue
+        for function in ast.walk(tree):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(function):
+                if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                    continue
+                start = node.lineno - 1  # 0-based index of the group's first line
+                while start > 0 and lines[start - 1].strip().startswith(("import ", "from ")):
+                    start -= 1
+                group = lines[start:node.end_lineno]
+                above = lines[start - 1].strip() if start > 0 else ""
+                if not any("#" in line for line in group) and not above.startswith("#"):
+                    unexplained.append(f"{path.relative_to(ROOT)}:{node.lineno}: {lines[node.lineno - 1].strip()}")
+    assert sorted(set(unexplained)) == [], "imports inside functions without a '# deferred: why' comment"
