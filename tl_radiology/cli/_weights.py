@@ -21,13 +21,13 @@ EfficientNet-Lite).
 def add_arguments(parser, common) -> None:
     """The ``weights`` command's two actions, ``status`` and ``import``, each with its arguments."""
     actions = parser.add_subparsers(dest="weights_command", metavar="ACTION", required=True)
-    status = actions.add_parser(
+    status_parser = actions.add_parser(
         "status", parents=[common], help="one line per backbone: file, present, size, hash check",
         description="Show Keras' weights folder and, per backbone, its ImageNet file, whether it is present, "
                     "its size and whether it matches the hash Keras publishes.",
     )
-    status.add_argument("pattern", nargs="?", default="*", help="wildcard over backbone names (default: all)")
-    status.set_defaults(func=run_status)
+    status_parser.add_argument("pattern", nargs="?", default="*", help="wildcard over backbone names (default: all)")
+    status_parser.set_defaults(func=run_status)
     importer = actions.add_parser(
         "import", parents=[common], help="check a weights file against a backbone and copy it where Keras looks",
         description="Check FILE against the backbone (it must load with every layer's shapes matching; its hash "

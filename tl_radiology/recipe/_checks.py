@@ -159,7 +159,7 @@ def _check_windows(recipe) -> None:
                               "intensity='window')")
 
 def _check_model(recipe) -> None:
-    from ..backbones import get_backbone  # deferred: the registry imports TensorFlow
+    from ..backbones import get_backbone  # deferred: the registry loads numpy and the catalog (0.1 s)
 
     if recipe.mode == "finetune":
         members = [recipe.backbone]

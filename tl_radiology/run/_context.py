@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .._errors import InputError, RunDirError, TLRadiologyError
 from .._options import listed
+from ..backbones import check_input_shape, get_backbone, resolve_weights
 from ..recipe import Recipe, load_recipe
 from ._result import RECIPE_JSON
 
@@ -82,7 +83,6 @@ def resolve_distributed(distributed, recipe: Recipe):
 def check_weights(recipe: Recipe) -> None:
     """Every starting-weights file the run would use is available offline (else a one-line error now, exit 2,
     rather than a search whose every trial fails on it)."""
-    from ..backbones import get_backbone, resolve_weights  # deferred: the registry imports TensorFlow
 
     backbones = list(recipe.member_backbones)
     weights = [recipe.weights]
@@ -124,7 +124,6 @@ def check_weights(recipe: Recipe) -> None:
 def check_loaded_shape(recipe: Recipe, loader, cases) -> None:
     """Load one case and check its size and channels against every backbone the run would build, so a recipe that
     cannot work fails now, naming the problem, rather than in every trial of the search."""
-    from ..backbones import check_input_shape  # deferred: the registry imports TensorFlow
 
     if len(cases) == 0:
         return

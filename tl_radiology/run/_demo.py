@@ -30,6 +30,7 @@ from pathlib import Path
 from .._atomic import atomic_write_json, ensure_writable_dir
 from .._errors import InputError, RunDirError
 from .._progress import status
+from ..backbones import get_backbone, weights_identity, weights_status
 from ..data import make_triphasic_phantoms
 from ..evaluation import evaluate_run, format_summary, write_report
 from ._execute import run_recipe
@@ -113,7 +114,6 @@ class DemoResult:
 
 def _weights_for(backbone: str, weights) -> str | None:
     """``"imagenet"`` when asked for and available offline (a file in Keras' cache or an installed package)."""
-    from ..backbones import get_backbone, weights_status  # deferred: the registry imports TensorFlow
 
     if weights is None or str(weights).lower() in ("none", "random"):
         return None
@@ -209,7 +209,6 @@ def run_demo(out="tl_radiology_demo", *, force: bool = False, num_patients: int 
     elif weights is None:
         status(f"demo: starting {settings['backbone']} from random weights, as asked")
     else:
-        from ..backbones import weights_identity  # deferred: the registry imports TensorFlow
 
         identity = weights_identity("imagenet", settings["backbone"])
         status(f"demo: starting {settings['backbone']} from ImageNet weights ({identity['label']}, "
