@@ -82,7 +82,8 @@ def _register(title: str, note: str = "", **fields) -> BackboneSpec:
     size, minimum = spec.default_size, spec.min_size
     if spec.preprocess == "none":
         inside = spec.builtin_preprocess
-        preprocess = f"preprocessing ``none``: the model takes 0..255 and applies ``{inside}`` ({_MEANING[inside]}) itself"
+        preprocess = (f"preprocessing ``none``: the model takes 0..255 and applies ``{inside}`` ({_MEANING[inside]}) "
+                      "itself")
     else:
         preprocess = f"``{spec.preprocess}`` preprocessing ({_MEANING[spec.preprocess]})"
     doc = (
