@@ -139,6 +139,7 @@ def test_an_evaluated_run_shows_the_final_test_numbers_gallery_and_audit(tmp_pat
     assert {"final-test", "validation", "external"} <= {s for s, _, _ in page.images}
     for word in ("sealed", "opened", "evaluated"):
         assert word in page.text["audit"]
+    assert "external_evaluated" in page.text["audit"] and "site: site_b" in page.text["audit"]
     assert "8 trial(s): 7 completed, 1 failed" in page.text["search"] and "val_auc" in page.text["search"]
     assert "head_learning_rate" in page.text["search"] and "0.930" in page.text["search"]
 

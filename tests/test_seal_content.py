@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -18,6 +19,7 @@ import pytest
 from test_evaluate_validation import PHASES, copy_run, external_manifest, pristine_run
 from tl_radiology.cli import main
 from tl_radiology.data import RunDir
+from tl_radiology.data._seal import record_problems
 
 
 @pytest.fixture(autouse=True)
@@ -130,3 +132,11 @@ def test_evaluate_external_refuses_training_images_and_accepts_a_real_other_site
     events = RunDir(site).audit_events()
     assert [e["event"] for e in events] == ["sealed", "opened", "evaluated"] and [e["seq"] for e in events] == [0, 1, 2]
     assert json.loads((site / "audit.head").read_text())["entries"] == 3
+    # The development run's own record names the completed external evaluation, chained and intact.
+    entry = RunDir(run).audit_events()[-1]
+    result = site / "final_test.json"
+    assert entry["event"] == "external_evaluated" and entry["site"] == "site_b"
+    assert entry["opening_id"] == json.loads(result.read_text())["seal"]["opening_id"] == events[1]["opening_id"]
+    assert entry["final_test"] == "external/site_b/final_test.json"
+    assert entry["final_test_sha256"] == hashlib.sha256(result.read_bytes()).hexdigest()
+    assert record_problems(run) == []

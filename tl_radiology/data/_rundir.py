@@ -249,6 +249,19 @@ class RunDir:
         info = self.info
         return _summary(self._table(), info.get("task"), info.get("classes", []))
 
+    def record_external_evaluation(self, site: str, result_path: Path, record: dict) -> dict:
+        """Append an ``external_evaluated`` entry to this run's ``audit.log`` for a completed external evaluation.
+
+        The site's own ``external/<site>/audit.log`` holds the detail (sealed, opened, evaluated); this entry makes
+        the development run's record name every external evaluation of its model too: the site, the opening, the
+        number of cases and the sha256 of the site's ``final_test.json``. The caller holds the run lock.
+        """
+        seal = record.get("seal") or {}
+        return self._audit("external_evaluated", site=site, opening_id=seal.get("opening_id"),
+                           num_cases=seal.get("num_test_cases"), reason=record.get("reopen_reason"),
+                           final_test=str(Path(result_path).relative_to(self.path)),
+                           final_test_sha256=sha256_file(result_path))
+
     def seal_external_site(self, manifest: Manifest, *, site: str, task, classes) -> None:
         """Seal an external site's cases: all of them form its test set, opened once like the run's own.
 

@@ -7,8 +7,9 @@ What is checked (:func:`check_record`), before the sealed test set is opened, re
   ``prev_sha256``, the sha256 of the previous line as written. A line removed, inserted or edited in the middle
   breaks the chain at the next entry.
 * **The head.** ``audit.head`` holds the number of entries and the sha256 of the last one, rewritten after every
-  append except a refusal's (``refused``, ``seal_broken``, ``external_refused``: nothing was opened). Lines removed from the end (the ``opened`` / ``evaluated`` entries of a completed evaluation), an emptied
-  or deleted ``audit.log`` are found by comparing the log with it.
+  append except a refusal's (``refused``, ``seal_broken``, ``external_refused``: nothing was opened). Lines
+  removed from the end (the ``opened`` / ``evaluated`` entries of a completed evaluation), an emptied or deleted
+  ``audit.log`` are found by comparing the log with it.
 * **The lock.** The ``sealed`` / ``resealed`` entry records the sha256 of ``test.lock`` as written at sealing; a
   ``test.lock`` rewritten afterwards (a replaced test image with its hash updated) no longer matches.
 * **A result without its record.** ``final_test.json`` whose opening has no ``evaluated`` entry.

@@ -320,9 +320,11 @@ def evaluate_external(run_dir, manifest, *, name: str, reopen_reason: str | None
     knows. On first use its cases are sealed in ``external/<name>/`` (``splits.csv`` with every case in
     ``test``, ``split.json``, ``test.lock``, ``audit.log``); then, as for the main test set, the seal is checked,
     the opening recorded, the cases predicted without caching, and ``external/<name>/final_test.json`` (with
-    ``final/`` plots and predictions) written before the evaluation is marked completed. A second evaluation of
-    the same site is refused (exit status 3) unless re-opened with a reason. Patients whose pseudonym also
-    appears in the development run (the same patient id under the same pseudonym key) are counted in the result.
+    ``final/`` plots and predictions) written before the evaluation is marked completed; the development run's
+    ``audit.log`` then records an ``external_evaluated`` entry (site, opening, cases, the result's sha256). A
+    second evaluation of the same site is refused (exit status 3) unless re-opened with a reason. Patients whose
+    pseudonym also appears in the development run (the same patient id under the same pseudonym key) are counted
+    in the result.
 
     Args:
         run_dir: the development run directory (its model, threshold and split).
@@ -369,8 +371,11 @@ def evaluate_external(run_dir, manifest, *, name: str, reopen_reason: str | None
             extra["external"]["note"] = (
                 f"{len(shared)} patient pseudonym(s) of this site also appear in the development run: either the "
                 "same patients (then this is not an independent external set) or ids that collide across sites.")
-        # Each evaluation of the site is recorded in external/<site>/audit.log (chained, like the run's own).
-        return _evaluate_sealed(site_run, site_run.path, trained, model_run=run.path,
-                                purpose=f"external validation ({site})", kind="external_validation",
-                                reopen_reason=reopen_reason, n_bootstrap=n_bootstrap, seed=seed, site=site,
-                                extra=extra)
+        # Each evaluation of the site is recorded in external/<site>/audit.log (chained, like the run's own), and,
+        # once completed, named in the development run's audit.log too.
+        record = _evaluate_sealed(site_run, site_run.path, trained, model_run=run.path,
+                                  purpose=f"external validation ({site})", kind="external_validation",
+                                  reopen_reason=reopen_reason, n_bootstrap=n_bootstrap, seed=seed, site=site,
+                                  extra=extra)
+        run.record_external_evaluation(site, site_run.path / files.FINAL_TEST, record)
+        return record

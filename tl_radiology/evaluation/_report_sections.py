@@ -302,7 +302,8 @@ def _section_training(b: _Builder, f: _Facts) -> str:
     return "\n".join(parts) or _na("no curves.png or history.csv in the run directory")
 
 
-_AUDIT_FIELDS = ("purpose", "reason", "reused", "num_test_cases", "num_cases", "result", "num_problems", "note")
+_AUDIT_FIELDS = ("site", "purpose", "reason", "reused", "num_test_cases", "num_cases", "result", "num_problems",
+                 "note")
 
 
 def _audit_table(run: RunDir) -> str:
