@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import subprocess
+import sys
 
 import pytest
 
@@ -30,3 +32,14 @@ def test_a_permission_error_names_reading_or_writing(monkeypatch, capsys):
     assert main(["backbones"]) == 2
     err = capsys.readouterr().err.strip()
     assert "/data/study/manifest.csv cannot be read or written" in err and "you can write to" not in err
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
+    # `tl-radiology backbones | head -1`: the pipe's reader is gone before the listing is written. A real process
+    # and a real pipe whose read end is closed at once; the command must not report an "unexpected" error.
+    process = subprocess.Popen([sys.executable, "-m", "tl_radiology", "backbones"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141
+    assert "error" not in stderr and "BrokenPipe" not in stderr, stderr

@@ -106,6 +106,25 @@ def test_bad_options_exit_2_with_one_line(tmp_path, capsys, args, message):
     assert len(err) == 1 and err[0].startswith(message), err
 
 
+def test_the_positive_class_is_chosen_by_name_and_recorded(tmp_path, capsys):
+    manifest = _study(tmp_path / "study")  # labels a and b: by default b (sorted second) is the positive class
+    assert main(["split", str(manifest), "--out", str(tmp_path / "default"), "--quiet"]) == 0
+    assert "(binary, positive class b, " in capsys.readouterr().out
+    assert json.loads((tmp_path / "default" / "split.json").read_text())["classes"] == ["a", "b"]
+    # A recipe that wants the other positive class is refused on that split, before anything is trained.
+    assert main(["run", "chest_xray", "--manifest", str(manifest), "--out", str(tmp_path / "default"), "--set",
+                 "positive_class=a", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "was split with positive class 'b'" in err and "tl-radiology split --positive-class NAME" in err
+    assert main(["split", str(manifest), "--out", str(tmp_path / "run"), "--positive-class", "a", "--quiet"]) == 0
+    assert "(binary, positive class a, " in capsys.readouterr().out
+    assert json.loads((tmp_path / "run" / "split.json").read_text())["classes"] == ["b", "a"]
+    assert main(["split", str(manifest), "--out", str(tmp_path / "bad"), "--positive-class", "c", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'c'" in err[0] and "positive" in err[0], err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_a_different_split_needs_force_and_is_recorded(tmp_path, capsys):
     manifest = _study(tmp_path / "study")
     out = tmp_path / "run"

@@ -169,6 +169,12 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of our output went away (`tl-radiology backbones | head -3`): nothing failed here, and what
+        # the command wrote to files is complete. Say nothing, and let the shell see the usual SIGPIPE status.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's last flush does not fail again
+        return 128 + 13
     except PermissionError as exc:
         if debug:
             traceback.print_exc()

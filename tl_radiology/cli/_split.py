@@ -43,6 +43,9 @@ def add_arguments(p, common) -> None:
     p.add_argument("--split-column", default="split", metavar="COL",
                    help="manifest column with train/val/test to honour (default split)")
     p.add_argument("--task", default=None, help="binary, multiclass, multilabel or regression (default inferred)")
+    p.add_argument("--positive-class", default=None, metavar="NAME",
+                   help="binary tasks: the class sensitivity, the threshold and the predicted probability refer to "
+                        "(default: the second label in sorted order); give the same one as the recipe you will run")
     p.add_argument("--resplit", action="store_true", help="ignore the manifest's split column; make a new split")
     p.add_argument("--force", action="store_true",
                    help="replace a different split already sealed in DIR (re-seals the test set; recorded)")
@@ -68,6 +71,7 @@ def run(args) -> int:
         split_column=args.split_column or None,
         allow_outside_root=args.allow_outside_root,
         task=args.task,
+        positive_class=args.positive_class,
     )
     group = "patient" if args.group in (args.patient_column, "patient", "patient_id") else args.group
     if manifest.has_split and not args.resplit:
@@ -89,7 +93,9 @@ def run(args) -> int:
         )
     for w in caught:
         status(f"warning: {w.message}")
-    print(f"Split of {args.manifest} ({manifest.task}, {len(manifest)} cases, {manifest.num_patients} patients)")
+    positive = f", positive class {manifest.positive_class}" if manifest.positive_class else ""
+    print(f"Split of {args.manifest} ({manifest.task}{positive}, {len(manifest)} cases, {manifest.num_patients} "
+          "patients)")
     print(f"Method: {result.method}")
     print(result.summary.to_string())
     print(result.leakage.format(manifest.root))

@@ -149,7 +149,7 @@ def resolve_classes(classes, task: str, *, positive_class: str | None = None, cl
         raise InputError(
             f"{source}: unknown positive_class {wanted!r}{did_you_mean(wanted, choices)}; the classes are "
             + ", ".join(c if names[c] == c else f"{c} ({names[c]})" for c in classes)
-            + ". Set positive_class to one of them (--set positive_class=NAME).")
+            + ". Set positive_class to one of them (--set positive_class=NAME; for split: --positive-class NAME).")
     if len(classes) == 2 and label == classes[0]:
         classes = (classes[1], classes[0])
     return classes, names

@@ -53,7 +53,8 @@ def check_classes(run: RunDir, recipe: Recipe) -> None:
             f"Run directory {run.path} was split with positive class {classes[1]!r} (split.json lists the classes "
             f"{', '.join(classes)}, positive last) but the recipe says positive_class={recipe.positive_class!r}. The "
             f"models of this run score {classes[1]!r}: keep positive_class={classes[1]} (or none), or use a new --out "
-            "folder (the same manifest and split_seed give the same split)."
+            "folder (`run` splits it there with the recipe's positive class, or `tl-radiology split --positive-class "
+            "NAME`; the same manifest and split_seed give the same split)."
         )
 
 
