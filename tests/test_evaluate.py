@@ -207,7 +207,8 @@ def test_an_external_site_is_sealed_and_evaluated_once_on_its_own(run, tmp_path_
     assert result["external"]["patients_also_in_development_run"] == 8 and "not an independent" in \
         result["external"]["note"]
     assert [e["event"] for e in RunDir(site).audit_events()] == ["sealed", "opened", "evaluated"]
-    assert _events(run) == ["sealed"]  # the run's own test set was not touched
+    # The run's own test set was not opened; its record names the completed external evaluation.
+    assert _events(run) == ["sealed", "external_evaluated"]
     assert (site / "final" / "roc.png").read_bytes().startswith(PNG_SIGNATURE)
     assert RAW_PATIENT_TEXT not in (site / "final_test.json").read_text()
 

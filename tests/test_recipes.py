@@ -230,6 +230,9 @@ def test_recipes_command_lists_shows_and_exports(capsys):
     ("dropuot=0.3", r"^error: Recipe 'chest_xray': Unknown recipe field 'dropuot'\. Did you mean 'dropout'\?"),
     ("dropout=abc", r"^error: Recipe field 'dropout' expects a number; received 'abc'\."),
     ("dropout", r"^error: --set 'dropout': expected KEY=VALUE"),
+    # A chest film allows no flips (laterality), so there are no flipped views to average at test time.
+    ("tta=true", r"^error: Recipe 'chest_xray': field tta expects False while flip='none': test-time augmentation "
+                 r"averages over the flips the recipe allows"),
 ])
 def test_run_with_a_bad_set_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, setting, match):
     code = main(["run", "chest_xray", "--manifest", str(tmp_path / "m.csv"), "--out", str(tmp_path / "run"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -262,10 +263,20 @@ def test_retina_grade_is_multiclass_with_a_quadratic_kappa(data, tmp_path, capsy
     kappa = json.loads((run / "val_metrics.json").read_text())["metrics"]["metrics"]["quadratic_weighted_kappa"]
     assert -1.0 <= kappa["estimate"] <= 1.0
     assert "quadratic_weighted_kappa" in capsys.readouterr().out
-    # the one-shot evaluation reports it too, for the same reason (ordinal grades)
+    # Test-time flips (fundus images may be flipped, the recipe trains with both): only the validation step is
+    # redone, with each prediction averaged over the image and its three flips; the model is not trained again.
+    plain = pd.read_csv(run / "val_predictions.csv")
+    assert _run("retina_grade", data["retina"], run, "--set", "tta=true") == 0
+    assert "the final model of this search is already trained; reusing it" in capsys.readouterr().err
+    assert json.loads((run / "model.json").read_text())["tta"] == "horizontal_and_vertical"
+    averaged = pd.read_csv(run / "val_predictions.csv")
+    columns = [f"prob_{grade}" for grade in range(5)]
+    assert not np.allclose(plain[columns].to_numpy(float), averaged[columns].to_numpy(float))
+    # the one-shot evaluation reports the kappa too, for the same reason (ordinal grades), and the flips it used
     assert main(["evaluate", str(run), "--n-bootstrap", "50"]) == 0
     final = json.loads((run / "final_test.json").read_text())
     assert -1.0 <= final["metrics"]["metrics"]["quadratic_weighted_kappa"]["estimate"] <= 1.0
+    assert final["model"]["tta"] == "horizontal_and_vertical"
 
 
 def test_a_final_model_trained_in_another_process_reproduces_its_best_trial(data, tmp_path):

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sklearn.pipeline import Pipeline
 
-from tl_radiology import InputError, RunDirError
+from tl_radiology import InputError, OptionError, RunDirError
 from tl_radiology.backbones import build_backbone
 from tl_radiology.data import CaseLoader, Manifest, import_medmnist, load_arrays
 from tl_radiology.training import BackboneFeatures, FineTuneConfig, TrainedModel, fine_tune, make_classifier
@@ -140,6 +140,36 @@ def test_ensemble_averages_its_members_and_round_trips(keras_model, features_mod
                                                          classes=["a", "b"], input_shape=[32, 32, 1])])
     with pytest.raises(InputError, match=r"at least two TrainedModel members"):
         TrainedModel.ensemble([keras_model])
+
+
+@pytest.mark.slow
+def test_test_time_flips_average_the_views_and_are_saved(keras_model, features_model, pneumonia, tmp_path):
+    x = pneumonia["x_val"]
+    net = keras_model.model
+
+    def plain(images):
+        return np.asarray(net.predict(images, verbose=0), dtype=np.float64)[:, 0]
+
+    model = TrainedModel("keras", task=keras_model.task, classes=keras_model.classes, model=net,
+                         loader_config=keras_model.loader_config, input_shape=keras_model.input_shape,
+                         tta="horizontal_and_vertical")
+    both = model.predict_proba(x)
+    views = [x, x[:, :, ::-1], x[:, ::-1], x[:, ::-1, ::-1]]  # the image, mirrored left-right, upside down, both
+    assert np.allclose(both, np.mean([plain(v) for v in views], axis=0), atol=1e-6)
+    assert np.abs(both - plain(x)).max() > 0  # the views differ, so the average is not the plain prediction
+    horizontal = model.set_tta("horizontal").predict_proba(x)
+    assert np.allclose(horizontal, (plain(x) + plain(x[:, :, ::-1])) / 2, atol=1e-6)
+    model.save(tmp_path)
+    assert json.loads((tmp_path / "model.json").read_text())["tta"] == "horizontal"
+    loaded = TrainedModel.load(tmp_path)
+    assert loaded.tta == "horizontal" and np.allclose(loaded.predict_proba(x), horizontal, atol=1e-6)
+    ensemble = TrainedModel.ensemble([keras_model, features_model]).set_tta("vertical")
+    try:
+        assert [m.tta for m in ensemble.members] == ["vertical", "vertical"]
+    finally:
+        ensemble.set_tta("none")  # the members are the module's shared fixtures
+    with pytest.raises(OptionError, match=r"Unknown tta \(test-time flips\) 'diagonal'"):
+        model.set_tta("diagonal")
 
 
 @pytest.mark.slow

@@ -84,7 +84,7 @@ FIELD_GROUPS = (
     ("search", ("search_space", "tuner", "max_trials", "executions_per_trial", "objective", "cv_folds",
                 "tuner_options", "classifiers", "classifier_spaces")),
     ("split", ("val_fraction", "test_fraction", "split_seed", "split_group", "stratify", "resplit")),
-    ("evaluation", ("threshold_method", "threshold_target", "n_bootstrap", "gradcam_samples")),
+    ("evaluation", ("threshold_method", "threshold_target", "n_bootstrap", "gradcam_samples", "tta")),
 )
 
 

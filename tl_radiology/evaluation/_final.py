@@ -65,6 +65,7 @@ def _provenance(run_path: Path, trained) -> dict:
         "classes": record.get("classes"),
         "input_shape": record.get("input_shape"),
         "weights": record.get("weights"),
+        "tta": record.get("tta", "none"),
         "created": record.get("created"),
         "toolkit_version": record.get("toolkit_version"),
         "keras_version": record.get("keras_version"),

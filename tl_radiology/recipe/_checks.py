@@ -104,6 +104,9 @@ def check_recipe(recipe) -> None:
         recipe._fail("val_fraction", "> 0: the search, early stopping and the threshold need validation cases")
     for field in ("search_space", "tuner_options", "classifier_spaces"):
         _check_json(recipe, field)
+    if recipe.tta and recipe.flip == "none":
+        recipe._fail("tta", "False while flip='none': test-time augmentation averages over the flips the recipe "
+                            "allows (flip), and this one allows none (laterality matters); set flip, or tta=False")
     _check_model(recipe)
 
 def _check_classes(recipe) -> None:

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 from .._errors import InputError, OptionError, TLRadiologyError
 from .._options import look_up_option
 from ..config import coerce_value, json_copy, parse_text
-from ._checks import WINDOW_TEXT, check_recipe, window_pair
+from ._checks import check_recipe
+from ._inputs import case_loader, intensity_transform, read_options
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..training import FineTuneConfig
@@ -38,7 +39,7 @@ __all__ = ["Recipe", "SPLIT_FIELDS", "EVALUATION_FIELDS"]
 SPLIT_FIELDS = ("val_fraction", "test_fraction", "split_seed", "split_group", "stratify", "resplit",
                 "patient_column", "label_columns", "split_column")
 #: Fields used only after training (threshold, intervals, explanations) or only for people.
-EVALUATION_FIELDS = ("threshold_method", "threshold_target", "n_bootstrap", "gradcam_samples", "ordinal")
+EVALUATION_FIELDS = ("threshold_method", "threshold_target", "n_bootstrap", "gradcam_samples", "ordinal", "tta")
 _DESCRIPTIVE_FIELDS = ("name", "description", "class_names")
 #: Fields that do not change what the search does (max_trials may grow to continue a search; positive_class is
 #: fixed with the split, whose check refuses another one, so naming the recorded one changes nothing).
@@ -137,7 +138,10 @@ class Recipe:
 
     **Evaluation.** ``threshold_method`` (``"youden"``, ``"sensitivity"``, ``"specificity"``, chosen on
     validation) and ``threshold_target`` (the sensitivity / specificity to reach), ``n_bootstrap`` (patient
-    bootstrap resamples for the intervals), ``gradcam_samples`` (validation cases shown with Grad-CAM).
+    bootstrap resamples for the intervals), ``gradcam_samples`` (validation cases shown with Grad-CAM), ``tta``
+    (test-time augmentation: the final model's every prediction, on validation for the threshold, in ``evaluate``
+    and ``predict``, is the mean over the image and its flips that ``flip`` allows; with ``flip="none"`` it is
+    refused; the trials of the search are judged without it).
 
     Raises:
         InputError: a field of the wrong type or out of range (the message names the field, what it expects and
@@ -208,6 +212,7 @@ class Recipe:
     threshold_target: float | None = None
     n_bootstrap: int = 2000
     gradcam_samples: int = 8
+    tta: bool = False
 
 
     def __init__(self, name: str, **values):
@@ -338,30 +343,11 @@ class Recipe:
 
     def read_options(self) -> dict:
         """The ``tl_radiology.io.read_image`` options of this recipe (only those that differ from the default)."""
-        options = {}
-        if self.expect != "any":
-            options["expect"] = self.expect
-        if self.frame is not None:
-            options["frame"] = self.frame
-        if self.voi:
-            options["voi"] = True
-        return options
+        return read_options(self)
 
     def intensity_transform(self):
         """The transform that maps an image's pixel values to [0, 1] (a window, several windows, or scaling)."""
-        from ..transforms import MultiWindow, ScaleIntensity, Window  # deferred: transforms import scikit-image
-
-        if self.intensity == "window":
-            windows = [window_pair(w) if WINDOW_TEXT.match(w) else w for w in self.windows]
-            if len(windows) > 1:
-                return MultiWindow(windows)
-            item = windows[0]
-            return Window(*item) if isinstance(item, tuple) else Window.preset(item)
-        if self.intensity == "percentile":
-            return ScaleIntensity("percentile", percentiles=self.percentiles)
-        if self.intensity == "range":
-            return ScaleIntensity("range", value_range=self.value_range)
-        return ScaleIntensity("minmax")
+        return intensity_transform(self)
 
     def loader(self, **changes):
         """The :class:`~tl_radiology.data.CaseLoader` of this recipe: the one place its fields become transforms.
@@ -380,21 +366,7 @@ class Recipe:
             >>> loader.image_columns
             ('native', 'arterial', 'delayed')
         """
-        recipe = self.replace(**changes) if changes else self
-        # Deferred: data and transforms import pandas and scikit-image.
-        from ..data import CaseLoader
-        from ..transforms import Compose, ExtractPlanes, Resize
-
-        steps = []
-        if recipe.center_columns:
-            steps.append(ExtractPlanes(recipe.plane_size, spacing_mm=recipe.plane_spacing_mm))
-        steps.append(recipe.intensity_transform())
-        size = recipe.input_size
-        if size is not None and not (recipe.center_columns and size == recipe.plane_size):
-            steps.append(Resize(size, mode=recipe.resize_mode))
-        return CaseLoader(recipe.image_columns, per_image=Compose(steps),
-                          center_columns=recipe.center_columns or None, read_options=recipe.read_options(),
-                          check_geometry=recipe.check_geometry)
+        return case_loader(self.replace(**changes) if changes else self)
 
     # ------------------------------------------------------------------------------------------------ changes
     def replace(self, **changes) -> "Recipe":

@@ -51,7 +51,7 @@ def final_key(recipe: Recipe, loader, best, task, classes, train, val) -> str:
 
 def finalize_key(recipe: Recipe) -> str:
     return json.dumps([recipe.threshold_method, recipe.threshold_target, recipe.n_bootstrap, recipe.seed,
-                       recipe.gradcam_samples])
+                       recipe.gradcam_samples] + ([recipe.flip] if recipe.tta else []))
 
 
 def best_repr(recipe: Recipe, search) -> Any:
@@ -212,6 +212,9 @@ def record_classes(run, recipe: Recipe, trained) -> None:
 
 def finalise_on_validation(run, recipe: Recipe, trained, cache):
     record_classes(run, recipe, trained)
+    trained.set_tta(recipe.flip if recipe.tta else "none")  # every later prediction (threshold, evaluate, predict)
+    if trained.tta != "none":
+        status(f"run: test-time augmentation: each prediction is the mean over the image and its flips ({trained.tta})")
     status("run: choosing the decision threshold on validation")
     # The model's own saved loader is used (it may differ from the recipe's when the search chose input_size);
     # cache entries are keyed by the loader's config, so the shared cache stays correct.

@@ -148,3 +148,43 @@ def member_folder(run_dir: Path, i: int, entry, path: Path) -> Path:
             f"the one recorded in {path}. Save the ensemble again."
         )
     return folder
+
+
+def keras_precision(model) -> str:
+    """The dtype policy a model's layers compute in, for a model not built by build_model in this process.
+
+    ``"mixed_bfloat16"`` if any layer with weights has that policy (build_model's mixed models keep a few
+    layers around the backbone in float32), else the first other policy found, else ``"float32"``.
+    """
+    names = []
+    stack = list(getattr(model, "layers", []))
+    while stack:
+        layer = stack.pop(0)
+        if hasattr(layer, "layers"):
+            stack.extend(layer.layers)
+        elif layer.weights and getattr(layer, "dtype_policy", None) is not None:
+            names.append(layer.dtype_policy.name)
+    if "mixed_bfloat16" in names:
+        return "mixed_bfloat16"
+    return next((n for n in names if n != "float32"), "float32")
+
+
+def features_params(features) -> dict:
+    """The ``BackboneFeatures`` settings recorded in ``model.json`` (no local cache folder, paths as text)."""
+    params = features.get_params()
+    params["cache_dir"] = None  # a local folder, not part of what the model is
+    weights = params.get("weights")
+    if weights is not None and not isinstance(weights, str):
+        params["weights"] = os.fspath(weights)
+    return params
+
+
+def describe_estimator(estimator) -> dict:
+    """A JSON-able description of a fitted scikit-learn estimator (class and simple parameters)."""
+    params = {}
+    for key, value in estimator.get_params(deep=True).items():
+        if isinstance(value, (str, int, float, bool)) or value is None:
+            params[key] = value
+    name = type(estimator).__name__
+    return {"class": f"{type(estimator).__module__}.{name}", "params": params}
+

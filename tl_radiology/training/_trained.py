@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -32,9 +31,11 @@ from .._version import __version__
 from .._atomic import atomic_write_json
 from .._errors import InputError, RunDirError
 from .._options import look_up_option
+from ..config import FLIPS
 from ..data import load_arrays, loader_from_config, sha256_file
-from ._artefacts import (FORMAT_VERSION, KERAS_FILE, MEMBERS_DIR, MODEL_JSON, load_features_artefacts,
-                         load_keras_artefact, member_folder, save_features_artefacts, save_keras_model)
+from ._artefacts import (FORMAT_VERSION, KERAS_FILE, MEMBERS_DIR, MODEL_JSON, describe_estimator, features_params,
+                         keras_precision, load_features_artefacts, load_keras_artefact, member_folder,
+                         save_features_artefacts, save_keras_model)
 
 __all__ = ["TrainedModel", "MODEL_JSON", "KINDS"]
 
@@ -84,6 +85,9 @@ class TrainedModel:
             ensemble: one per member); records saved before it existed read as ``"float32"``.
         training_config: how it was trained (``FineTuneConfig.to_dict()`` or the feature settings and classifier).
         threshold: the decision threshold chosen on validation (``choose_threshold(...).to_dict()``), or ``None``.
+        tta: test-time augmentation, one of ``FLIPS``: ``"none"`` (default), or the flips whose views are
+            averaged with the image itself in every prediction (``"horizontal"``: 2 views, ``"vertical"``: 2,
+            ``"horizontal_and_vertical"``: 4); set with :meth:`set_tta`, saved in ``model.json``.
         created: creation time (UTC, ISO 8601).
         toolkit_version: the tl_radiology version that trained it.
 
@@ -96,7 +100,7 @@ class TrainedModel:
 
     def __init__(self, kind: str, *, task, classes=None, loader_config=None, input_shape=None, weights=None,
                  training_config=None, threshold=None, created=None, toolkit_version=None, model=None,
-                 features=None, classifier=None, members=None, precision=None):
+                 features=None, classifier=None, members=None, precision=None, tta="none"):
         self.kind = look_up_option(kind, KINDS, what="trained-model kind")
         self.task = _task_spec(task)
         self.classes = None if classes is None else [str(c) for c in classes]
@@ -124,6 +128,8 @@ class TrainedModel:
         self.features = features
         self.classifier = classifier
         self.members = list(members or [])
+        self.tta = "none"
+        self.set_tta(tta)
 
     @property
     def positive_class(self) -> str | None:
@@ -168,7 +174,7 @@ class TrainedModel:
             if info is None:
                 raise InputError("Pass task=TaskSpec(...) for a model not built by build_model in this process.")
             task = info["task"]
-        precision = info["precision"] if info is not None and "precision" in info else _keras_precision(model)
+        precision = info["precision"] if info is not None and "precision" in info else keras_precision(model)
         return cls("keras", task=task, classes=classes, loader_config=_loader_config(loader),
                    input_shape=tuple(model.input_shape[1:]), weights=weights, training_config=training_config,
                    model=model, precision=precision)
@@ -217,8 +223,8 @@ class TrainedModel:
                 classes_ = getattr(classifier, "classes_", None)
                 num = len(classes_) if classes_ is not None and task == "multiclass" else None
             task = TaskSpec(task, num)
-        config = {"mode": "features", "backbone": features.backbone, "features": _features_params(features),
-                  "classifier": _describe_estimator(classifier)}
+        config = {"mode": "features", "backbone": features.backbone, "features": features_params(features),
+                  "classifier": describe_estimator(classifier)}
         config.update(training_config or {})
         return cls("features", task=task, classes=classes, loader_config=_loader_config(loader),
                    input_shape=features.input_shape_, weights=features.weights_identity_, training_config=config,
@@ -267,9 +273,22 @@ class TrainedModel:
         self.threshold = dict(choice)
         return self
 
+    def set_tta(self, flips: str | None) -> "TrainedModel":
+        """Average every prediction over the image and its ``flips`` (one of ``FLIPS``; ``None`` = ``"none"``).
+
+        Use only flips the training augmentation used (a recipe's ``flip``): where laterality matters (a chest
+        film) a mirrored image is another anatomy, not another view. An ensemble passes it to its members.
+        """
+        self.tta = look_up_option("none" if flips is None else flips, FLIPS, what="tta (test-time flips)")
+        for member in self.members:
+            member.set_tta(self.tta)
+        return self
+
     # ------------------------------------------------------------------------------------------------ predicting
     def predict_proba(self, x, *, batch_size: int = 32) -> np.ndarray:
         """Predict for images ``N x H x W x C`` in [0, 1] (as the saved loader gives them).
+
+        With :attr:`tta`, the result is the mean over the image and its flipped views.
 
         Returns:
             binary: ``(n,)`` probability of :attr:`positive_class`; multiclass: ``(n, K)``; multilabel:
@@ -285,13 +304,16 @@ class TrainedModel:
                 f"The model takes {'x'.join(map(str, self.input_shape))} images; received "
                 f"{'x'.join(map(str, x.shape[1:]))}. Load the cases with the saved loader (loader_config)."
             )
-        if self.kind == "keras":
-            out = np.asarray(self.model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
-        elif self.kind == "features":
-            out = self._classifier_output(self.features.transform(x))
-        else:
+        if self.kind == "ensemble":  # each member averages its own views
             out = np.mean([m.predict_proba(x, batch_size=batch_size) for m in self.members], axis=0)
+        else:
+            out = np.mean([self._predict_view(view, batch_size) for view in _flipped_views(x, self.tta)], axis=0)
         return self._shape_output(out)
+
+    def _predict_view(self, x: np.ndarray, batch_size: int) -> np.ndarray:
+        if self.kind == "keras":
+            return np.asarray(self.model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
+        return self._classifier_output(self.features.transform(x))
 
     def _shape_output(self, out: np.ndarray) -> np.ndarray:
         if self.task.task in ("binary", "regression") and out.ndim == 2 and out.shape[1] == 1:
@@ -363,6 +385,7 @@ class TrainedModel:
             "precision": self.precision,
             "training_config": self.training_config,
             "threshold": self.threshold,
+            "tta": self.tta,
             "created": self.created,
             "toolkit_version": self.toolkit_version,
         }
@@ -385,7 +408,7 @@ class TrainedModel:
             artefacts[KERAS_FILE] = {"sha256": sha256_file(run_dir / KERAS_FILE)}
         elif self.kind == "features":
             artefacts.update(save_features_artefacts(run_dir, self.features, self.classifier))
-            record["features"] = {"params": _features_params(self.features),
+            record["features"] = {"params": features_params(self.features),
                                   "input_shape": list(self.features.input_shape_)}
         else:
             members = []
@@ -421,7 +444,7 @@ class TrainedModel:
         common = dict(task=record["task"], classes=record.get("classes"), loader_config=record.get("loader"),
                       input_shape=record.get("input_shape"), weights=record.get("weights"),
                       precision=record.get("precision"), training_config=record.get("training_config"),
-                      threshold=record.get("threshold"), created=record.get("created"),
+                      threshold=record.get("threshold"), tta=record.get("tta"), created=record.get("created"),
                       toolkit_version=record.get("toolkit_version"))
         artefacts = record.get("artefacts") or {}
         if kind == "keras":
@@ -440,40 +463,13 @@ class TrainedModel:
         raise RunDirError(f"{path} has an unknown model kind {kind!r}; expected one of {', '.join(KINDS)}.")
 
 
-def _keras_precision(model) -> str:
-    """The dtype policy a model's layers compute in, for a model not built by build_model in this process.
-
-    ``"mixed_bfloat16"`` if any layer with weights has that policy (build_model's mixed models keep a few
-    layers around the backbone in float32), else the first other policy found, else ``"float32"``.
-    """
-    names = []
-    stack = list(getattr(model, "layers", []))
-    while stack:
-        layer = stack.pop(0)
-        if hasattr(layer, "layers"):
-            stack.extend(layer.layers)
-        elif layer.weights and getattr(layer, "dtype_policy", None) is not None:
-            names.append(layer.dtype_policy.name)
-    if "mixed_bfloat16" in names:
-        return "mixed_bfloat16"
-    return next((n for n in names if n != "float32"), "float32")
-
-
-def _features_params(features) -> dict:
-    params = features.get_params()
-    params["cache_dir"] = None  # a local folder, not part of what the model is
-    weights = params.get("weights")
-    if weights is not None and not isinstance(weights, str):
-        params["weights"] = os.fspath(weights)
-    return params
-
-
-def _describe_estimator(estimator) -> dict:
-    """A JSON-able description of a fitted scikit-learn estimator (class and simple parameters)."""
-    params = {}
-    for key, value in estimator.get_params(deep=True).items():
-        if isinstance(value, (str, int, float, bool)) or value is None:
-            params[key] = value
-    name = type(estimator).__name__
-    return {"class": f"{type(estimator).__module__}.{name}", "params": params}
-
+def _flipped_views(x: np.ndarray, flips: str) -> list[np.ndarray]:
+    """The image batch ``N x H x W x C`` and its views under ``flips`` (``horizontal`` mirrors the width)."""
+    views = [x]
+    if flips in ("horizontal", "horizontal_and_vertical"):
+        views.append(x[:, :, ::-1, :])
+    if flips in ("vertical", "horizontal_and_vertical"):
+        views.append(x[:, ::-1, :, :])
+    if flips == "horizontal_and_vertical":
+        views.append(x[:, ::-1, ::-1, :])
+    return [np.ascontiguousarray(v) for v in views]
