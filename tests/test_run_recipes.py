@@ -20,6 +20,8 @@ from test_run_support import (TINY, medmnist_subset, nodule_phantoms, recipe_fil
                               run_console, tiny_overrides, triphasic_phantoms)
 
 from tl_radiology.cli import main
+from tl_radiology.data import RunDir
+from tl_radiology.training import TrainedModel
 
 pytestmark = pytest.mark.slow
 
@@ -204,6 +206,33 @@ def test_chest_xray_on_pneumoniamnist_pngs(data, tmp_path, capsys):
     assert 0.0 <= model["threshold"]["threshold"] <= 1.0  # chosen on validation
     assert "roc_auc" in out and "threshold (youden)" in out
     _check_search(run)
+
+
+def test_a_seed_ensemble_trains_the_best_configuration_again_from_the_next_seeds(data, tmp_path, capsys):
+    run = tmp_path / "seeds"
+    assert _run("chest_xray", data["pneumonia"], run) == 0
+    assert json.loads((run / "model.json").read_text())["kind"] == "keras"
+    capsys.readouterr()
+    # final_seeds does not change the search: the same trial, trained again from two seeds, averaged.
+    assert _run("chest_xray", data["pneumonia"], run, final_seeds=2) == 0
+    err = capsys.readouterr().err
+    model = _check_run_files(run, kind="ensemble")
+    summary = _check_search(run)  # still the one completed trial: nothing was searched again
+    members = [TrainedModel.load(run / "members" / str(i)) for i in range(2)]
+    seeds = [m.training_config["seed"] for m in members]
+    assert model["training_config"]["seeds"] == seeds and seeds[1] == seeds[0] + 1
+    assert f"final training of member 1 (seed {seeds[1]})" in err
+    assert model["training_config"]["search_best_trial"] == summary["best"]["trial_id"]
+    assert (run / "members" / "1" / "history.csv").is_file() and (run / "curves.png").is_file()
+    val = pd.read_csv(run / "val_predictions.csv")
+    cases = RunDir(run).cases("val")
+    each = [m.predict_cases(cases) for m in members]
+    assert not np.allclose(each[0], each[1])  # two seeds, two different networks
+    assert np.allclose(val["prob_1"].to_numpy(float), (each[0] + each[1]) / 2, atol=1e-5)
+    # Other modes have no seed ensemble: refused before anything is written.
+    assert _run("radiomics_features", data["pneumonia"], tmp_path / "features", final_seeds=2) == 2
+    assert "field final_seeds expects 1 with mode='features'" in capsys.readouterr().err
+    assert not (tmp_path / "features").exists()
 
 
 def test_ct_multiwindow_on_one_phase(data, tmp_path):

@@ -82,7 +82,7 @@ FIELD_GROUPS = (
                                       "train_batchnorm", "batch_size", "augmentation", "flip", "class_weighting",
                                       "early_stopping_patience", "monitor", "seed", "precision")),
     ("search", ("search_space", "tuner", "max_trials", "executions_per_trial", "objective", "cv_folds",
-                "tuner_options", "classifiers", "classifier_spaces")),
+                "tuner_options", "classifiers", "classifier_spaces", "final_seeds")),
     ("split", ("val_fraction", "test_fraction", "split_seed", "split_group", "stratify", "resplit")),
     ("evaluation", ("threshold_method", "threshold_target", "n_bootstrap", "gradcam_samples", "tta")),
 )

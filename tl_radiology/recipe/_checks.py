@@ -87,7 +87,7 @@ def check_recipe(recipe) -> None:
         recipe._fail("threshold_target", "None with threshold_method='youden' (a target is for 'sensitivity' "
                                        "or 'specificity')")
     for field, minimum in (("max_trials", 1), ("executions_per_trial", 1), ("n_bootstrap", 0),
-                           ("gradcam_samples", 0), ("split_seed", 0)):
+                           ("gradcam_samples", 0), ("split_seed", 0), ("final_seeds", 1)):
         if getattr(recipe, field) < minimum:
             recipe._fail(field, f"an integer >= {minimum}")
     if recipe.split_seed > 2**32 - 1:
@@ -104,6 +104,11 @@ def check_recipe(recipe) -> None:
         recipe._fail("val_fraction", "> 0: the search, early stopping and the threshold need validation cases")
     for field in ("search_space", "tuner_options", "classifier_spaces"):
         _check_json(recipe, field)
+    if recipe.final_seeds > 10:
+        recipe._fail("final_seeds", "an integer from 1 to 10 (each seed trains the final model once more)")
+    if recipe.final_seeds > 1 and recipe.mode != "finetune":
+        recipe._fail("final_seeds", f"1 with mode={recipe.mode!r}: seed ensembles are made of fine-tuned networks "
+                                    "(mode='finetune')")
     if recipe.tta and recipe.flip == "none":
         recipe._fail("tta", "False while flip='none': test-time augmentation averages over the flips the recipe "
                             "allows (flip), and this one allows none (laterality matters); set flip, or tta=False")

@@ -43,7 +43,7 @@ EVALUATION_FIELDS = ("threshold_method", "threshold_target", "n_bootstrap", "gra
 _DESCRIPTIVE_FIELDS = ("name", "description", "class_names")
 #: Fields that do not change what the search does (max_trials may grow to continue a search; positive_class is
 #: fixed with the split, whose check refuses another one, so naming the recorded one changes nothing).
-_NOT_SEARCH_FIELDS = _DESCRIPTIVE_FIELDS + EVALUATION_FIELDS + ("max_trials", "positive_class")
+_NOT_SEARCH_FIELDS = _DESCRIPTIVE_FIELDS + EVALUATION_FIELDS + ("max_trials", "positive_class", "final_seeds")
 #: Where a recipe's fine-tuning default differs from FineTuneConfig's: recipes train at 224 px by default.
 _FINETUNE_DEFAULTS = {"input_size": 224}
 
@@ -130,7 +130,9 @@ class Recipe:
     ``"bayesian"``, ``"hyperband"``), ``max_trials``, ``executions_per_trial``, ``objective`` (a validation
     metric; ``None`` = ``val_auc``, ``val_loss`` for regression), ``cv_folds`` (patient-grouped K-fold over
     train + val instead of the one validation split), ``tuner_options``; features mode: ``classifiers`` and
-    ``classifier_spaces`` (name -> parameter space; unnamed classifiers use the default spaces).
+    ``classifier_spaces`` (name -> parameter space; unnamed classifiers use the default spaces). ``final_seeds``
+    (fine-tune mode): the final model is trained this many times with the best configuration, from the best
+    trial's seed and the next ones, and their probabilities averaged (a seed ensemble); 1 = one model.
 
     **Split.** ``val_fraction``, ``test_fraction``, ``split_seed``, ``split_group`` (``"patient"``, another
     column, or ``"case"``), ``stratify`` (``"label"``, a column or ``"none"``), ``resplit`` (ignore the
@@ -200,6 +202,7 @@ class Recipe:
     tuner_options: dict = dataclasses.field(default_factory=dict)
     classifiers: tuple[str, ...] = ("logistic_regression", "svm", "random_forest")
     classifier_spaces: dict = dataclasses.field(default_factory=dict)
+    final_seeds: int = 1
     # ---- split
     val_fraction: float = 0.15
     test_fraction: float = 0.15

@@ -46,6 +46,8 @@ def final_key(recipe: Recipe, loader, best, task, classes, train, val) -> str:
     values = {"mode": recipe.mode, "loader": loader.get_config(), "best": best, "task": task,
               "classes": list(classes or []), "data": [data_fingerprint(train), data_fingerprint(val)],
               "seed": recipe.seed}
+    if recipe.final_seeds > 1:  # (absent for one seed, so that earlier runs' final models stay current)
+        values["final_seeds"] = recipe.final_seeds
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:20]
 
 
@@ -135,7 +137,7 @@ def train_final(run, recipe: Recipe, search, train, val, task, classes, loader, 
         trained = _train_features(recipe, best, train, task, classes, loader, cache)
         trained.training_config["search_best_trial"] = search.best_trial_id
         return trained
-    if recipe.mode == "finetune":
+    if recipe.mode == "finetune" and recipe.final_seeds == 1:
         config = search.best_config
         final_loader = _loader_for(recipe, config, loader)
         result = _train_fine_tuned(run, config, train, val, task, classes, final_loader, cache, work_root / "model",
@@ -145,25 +147,37 @@ def train_final(run, recipe: Recipe, search, train, val, task, classes, loader, 
         _move(work_root / "model" / "history.csv", run.path / "history.csv")
         _move(work_root / "model" / "curves.png", run.path / "curves.png")
         return trained
+    if recipe.mode == "finetune":  # a seed ensemble: the best configuration from the trial's seed and the next ones
+        best = search.best_config
+        plan = [(f"seed {best.seed + i}", search, best.replace(seed=best.seed + i)) for i in range(recipe.final_seeds)]
+        combination = {"backbones": [best.backbone] * recipe.final_seeds, "search_best_trial": search.best_trial_id,
+                       "seeds": [config.seed for _, _, config in plan],
+                       "combination": "mean of the members' probabilities (a seed ensemble)"}
+    else:
+        plan = [(member, result, result.best_config) for member, result in search.items()]
+        combination = {"backbones": list(search), "search_best_trials": {m: r.best_trial_id for m, r in search.items()},
+                       "combination": "mean of the members' probabilities"}
     members, histories, curves = [], [], []
-    for i, (member, result) in enumerate(search.items()):
-        config = result.best_config
+    for i, (member, result, config) in enumerate(plan):
         final_loader = _loader_for(recipe, config, loader)
         work = work_root / str(i)
         fitted = _train_fine_tuned(run, config, train, val, task, classes, final_loader, cache, work, verbose,
                                    f" of member {i} ({member})")
         model = fitted.to_trained_model(loader=final_loader, classes=classes)
-        record_trial_reproduction(model.training_config, result, fitted)
+        if config.seed == result.best_config.seed:  # the member trained as the trial was
+            record_trial_reproduction(model.training_config, result, fitted)
         members.append(model)
-        histories.append(fitted.history.assign(member=i, backbone=member))
+        histories.append(fitted.history.assign(member=i, backbone=config.backbone))
         titled = work / "curves_titled.png"
         plot_training_curves(fitted.history, titled, monitor=fitted.monitor, best_epoch=fitted.best_epoch,
                              title=f"member {i}: {member}")
         curves.append(titled)
         keras.backend.clear_session()
-    trained = TrainedModel.ensemble(members, training_config={
-        "backbones": list(search), "search_best_trials": {m: r.best_trial_id for m, r in search.items()},
-        "combination": "mean of the members' probabilities"})
+    trained = TrainedModel.ensemble(members, training_config=combination)
+    if recipe.mode == "finetune":  # the summary's "reproduces best trial" line reads the first member's record
+        trained.training_config.update({k: v for k, v in members[0].training_config.items()
+                                        if k in ("search_best_trial", "search_objective", "search_best_objective",
+                                                 "final_objective", "reproduces_trial")})
     frame = pd.concat(histories, ignore_index=True)
     atomic_write_text(run.path / "history.csv", frame.to_csv(index=False, float_format="%.6g"))
     stack_curve_images(curves, run.path / "curves.png")
