@@ -1,5 +1,6 @@
 """docs/ARCHITECTURE.md draws the package as it is (every module in its table, no file outside the repository),
-and the package keeps the redesign's size rules (modules up to 500 lines, longer functions say why)."""
+and the package keeps the redesign's rules: modules up to 500 lines, longer functions and deferred imports say
+why, and no part imports another part's private modules."""
 
 from __future__ import annotations
 
@@ -95,3 +96,24 @@ def test_every_import_inside_a_function_says_why_it_is_deferred():
                 if not any("#" in line for line in group) and not above.startswith("#"):
                     unexplained.append(f"{path.relative_to(ROOT)}:{node.lineno}: {lines[node.lineno - 1].strip()}")
     assert sorted(set(unexplained)) == [], "imports inside functions without a '# deferred: why' comment"
+
+
+def test_no_module_reaches_into_another_parts_private_module():
+    # A part (io, data, training, ...) is used through its package's names; its private modules (_x.py) are its
+    # own business. A module of part A importing tl_radiology.B._x (B != A) would tie A to B's insides.
+    reaches = []
+    for path in _package_sources():
+        parts = path.relative_to(ROOT / "tl_radiology").parts
+        own = parts[0] if len(parts) > 1 else None
+        package = ["tl_radiology", *parts[:-1]]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level:
+                base = package[:len(package) - node.level + 1]
+                target = base + (node.module.split(".") if node.module else [])
+            else:
+                target = (node.module or "").split(".")
+            if target[0] == "tl_radiology" and len(target) >= 3 and target[2].startswith("_") and target[1] != own:
+                reaches.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {'.'.join(target)}")
+    assert reaches == []
