@@ -128,8 +128,7 @@ class TrainedModel:
         self.features = features
         self.classifier = classifier
         self.members = list(members or [])
-        self.tta = "none"
-        self.set_tta(tta)
+        self.tta = _flips(tta)  # an ensemble's members keep their own; set_tta changes them all
 
     @property
     def positive_class(self) -> str | None:
@@ -279,7 +278,7 @@ class TrainedModel:
         Use only flips the training augmentation used (a recipe's ``flip``): where laterality matters (a chest
         film) a mirrored image is another anatomy, not another view. An ensemble passes it to its members.
         """
-        self.tta = look_up_option("none" if flips is None else flips, FLIPS, what="tta (test-time flips)")
+        self.tta = _flips(flips)
         for member in self.members:
             member.set_tta(self.tta)
         return self
@@ -461,6 +460,10 @@ class TrainedModel:
                 raise RunDirError(f"{path} describes an ensemble with fewer than two members; save it again.")
             return cls("ensemble", members=members, **common)
         raise RunDirError(f"{path} has an unknown model kind {kind!r}; expected one of {', '.join(KINDS)}.")
+
+
+def _flips(name: str | None) -> str:
+    return look_up_option("none" if name is None else name, FLIPS, what="tta (test-time flips)")
 
 
 def _flipped_views(x: np.ndarray, flips: str) -> list[np.ndarray]:
